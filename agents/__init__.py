@@ -1,0 +1,1 @@
+"""Skills and the generic AgentInstruct flows that run them."""

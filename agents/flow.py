@@ -1,0 +1,206 @@
+"""The generic AgentInstruct flows (transform → instruct → refine → respond), driven by skill data.
+
+A skill subclasses `Skill`, keeps its taxonomy and prompts in its folder, and implements
+`respond` and `validate`; planning, prompting, retries and transformation caching live here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import jinja2
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from agents.items import Candidate, Rejected, Usage, WorkItem
+from agents.spec import SkillSpec, Subcategory, load_spec
+from models import ChatMessage, ReplyError, Teacher, chat_json
+from retrieval import Chunk, CorpusIndex
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class FlowSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    refine_rounds: int = Field(1, ge=0, le=5)
+    max_tokens: int = Field(320, ge=32)
+    temperature: float = Field(0.7, ge=0, le=2)
+    reply_retries: int = Field(2, ge=0, le=10)
+    per_chunk: int = Field(2, ge=1, le=50, description="instructions planned per seed chunk in a row")
+    retrieval_k: int = Field(4, ge=1, le=20)
+
+
+@dataclass
+class FlowContext:
+    teacher: Teacher
+    index: CorpusIndex
+    settings: FlowSettings
+    _transforms: dict[tuple[str, str], tuple[asyncio.Future, Trace]] = field(default_factory=dict)
+
+
+@dataclass
+class Trace:
+    """What one item cost and went through; lands in the record's metadata."""
+
+    usage: Usage = field(default_factory=Usage)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Question(BaseModel):
+    question: str = Field(min_length=12, max_length=400)
+
+
+class Suggestions(BaseModel):
+    suggestions: list[Annotated[str, StringConstraints(min_length=5, max_length=240)]] = Field(
+        min_length=1, max_length=3)
+
+
+class Transformed(BaseModel):
+    text: str = Field(min_length=40, max_length=1500)
+
+
+def stable_id(*parts: object) -> str:
+    return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:16]
+
+
+class Skill:
+    """Base of every skill. Subclasses set nothing but override `respond` and `validate`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.spec: SkillSpec = load_spec(folder)
+        self._env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(folder / "prompts"), undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=False, autoescape=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def render(self, template: str, **values: Any) -> str:
+        return self._env.get_template(template).render(**values).strip()
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def plan(self, chunks: Sequence[Chunk], seed: int, per_chunk: int = 2) -> Iterator[WorkItem]:
+        """An endless, deterministic stream of work items spread evenly over the taxonomy.
+
+        Subcategories are dealt like cards (weighted, reshuffled each deck) so every type gets its
+        share; `per_chunk` consecutive items share a seed chunk so the server's prompt cache and
+        the transformation cache are reused.
+        """
+        rng = random.Random(seed)
+        order = list(chunks)
+        deck: list[Subcategory] = []
+        n = 0
+        for rnd in range(1_000_000):
+            rng.shuffle(order)
+            for chunk in order:
+                for _ in range(per_chunk):
+                    if not deck:
+                        deck = _weighted_deck(self.spec.taxonomy, rng)
+                    sub = deck.pop()
+                    trans = rng.choices(self.spec.transformations,
+                                        weights=[t.weight for t in self.spec.transformations])[0]
+                    n += 1
+                    yield WorkItem(
+                        id=stable_id(self.name, seed, chunk.id, sub.name, trans.name, rnd, n),
+                        skill=self.name, subcategory=sub.name, transformation=trans.name,
+                        seed_chunk_id=chunk.id, seed=rng.randrange(2**31))
+
+    # -- teacher calls ----------------------------------------------------------------------
+
+    async def ask(self, ctx: FlowContext, trace: Trace, stage: str, prompt: str, output: type[T],
+                  seed: int, system: str | None = None) -> T:
+        """One constrained call, retried with a new seed when the reply is unusable."""
+        messages = ([ChatMessage(role="system", content=system)] if system else []) + [
+            ChatMessage(role="user", content=prompt)]
+        last: ReplyError | None = None
+        for attempt in range(ctx.settings.reply_retries + 1):
+            try:
+                value, completion = await chat_json(
+                    ctx.teacher, messages, output, max_tokens=ctx.settings.max_tokens,
+                    temperature=ctx.settings.temperature, seed=seed + attempt)
+            except ReplyError as exc:
+                trace.usage.add(exc.completion)
+                last = exc
+                continue
+            trace.usage.add(completion)
+            return value
+        assert last is not None
+        raise Rejected(stage, last.reason, last.detail, raw=last.completion.text)
+
+    # -- the generic flows ------------------------------------------------------------------
+
+    async def transform(self, ctx: FlowContext, trace: Trace, chunk: Chunk, name: str) -> str:
+        """Content transformation, shared by every item that uses the same (chunk, agent)."""
+        transformation = self.spec.transformation(name)
+        if transformation.template is None:
+            return chunk.text
+        key = (chunk.id, name)
+        shared = ctx._transforms.get(key)
+        first = shared is None
+        if first:
+            own = Trace()
+            prompt = self.render(transformation.template, passage=chunk.text)
+            task = asyncio.ensure_future(self.ask(ctx, own, "transform", prompt, Transformed,
+                                                  seed=int(chunk.id[:8], 16)))
+            shared = ctx._transforms[key] = (task, own)
+        task, own = shared
+        try:
+            result = await asyncio.shield(task)
+        finally:
+            if first:  # the first item pays for the shared call, so tokens are counted once
+                trace.usage.merge(own.usage)
+        trace.steps.append({"step": "transform", "agent": name})
+        return result.text
+
+    async def instruct(self, ctx: FlowContext, trace: Trace, sub: Subcategory,
+                       passages: list[str], seed: int) -> str:
+        prompt = self.render("instruct.j2", subcategory=sub, passages=passages)
+        question = (await self.ask(ctx, trace, "instruct", prompt, Question, seed)).question.strip()
+        trace.steps.append({"step": "instruct", "question": question})
+        return question
+
+    async def refine(self, ctx: FlowContext, trace: Trace, sub: Subcategory, passages: list[str],
+                     question: str, seed: int) -> str:
+        """Suggester → editor rounds; each round's goal is drawn from the skill's list."""
+        rng = random.Random(seed)
+        for rnd in range(ctx.settings.refine_rounds):
+            goal = rng.choice(self.spec.refinement_goals)
+            prompt = self.render("suggest.j2", subcategory=sub, passages=passages,
+                                 question=question, goal=goal)
+            suggestions = (await self.ask(ctx, trace, "suggest", prompt, Suggestions,
+                                          seed + 101 * (rnd + 1))).suggestions
+            prompt = self.render("edit.j2", subcategory=sub, passages=passages, question=question,
+                                 suggestions=suggestions)
+            edited = (await self.ask(ctx, trace, "edit", prompt, Question,
+                                     seed + 211 * (rnd + 1))).question.strip()
+            trace.steps.append({"step": "refine", "round": rnd + 1, "goal": goal,
+                                "suggestions": suggestions, "before": question, "after": edited})
+            question = edited
+        return question
+
+    async def run(self, ctx: FlowContext, item: WorkItem) -> Candidate:
+        """Run one item; a rejection carries what the item cost, so waste is accounted."""
+        trace = Trace()
+        try:
+            return await self.generate(ctx, item, trace)
+        except Rejected as exc:
+            exc.usage = trace.usage
+            raise
+
+    async def generate(self, ctx: FlowContext, item: WorkItem, trace: Trace) -> Candidate:
+        raise NotImplementedError(f"skill {self.name} must implement generate()")
+
+
+def _weighted_deck(taxonomy: Sequence[Subcategory], rng: random.Random) -> list[Subcategory]:
+    scale = 1 / min(s.weight for s in taxonomy)
+    deck = [s for s in taxonomy for _ in range(max(1, round(s.weight * scale)))]
+    rng.shuffle(deck)
+    return deck

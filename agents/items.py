@@ -1,0 +1,90 @@
+"""Records that cross the queue between agents and the engine (and the disk)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models import ChatMessage, Completion
+
+RECORD_SCHEMA_VERSION = 1
+
+
+class WorkItem(BaseModel):
+    """One planned instruction: which seed, which type, which transformation. The id is derived
+    from these inputs, so a resumed run recognises what it already wrote."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    skill: str
+    subcategory: str
+    transformation: str
+    seed_chunk_id: str
+    seed: int
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    def add(self, completion: Completion) -> None:
+        self.calls += 1
+        self.prompt_tokens += completion.prompt_tokens
+        self.completion_tokens += completion.completion_tokens
+        self.cached_tokens += completion.cached_tokens
+
+    def merge(self, other: Usage) -> None:
+        self.calls += other.calls
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cached_tokens += other.cached_tokens
+
+
+class Candidate(BaseModel):
+    """A finished instruction/response pair waiting for the dedup gates."""
+
+    model_config = ConfigDict(extra="forbid")
+    item: WorkItem
+    instruction: str
+    messages: list[ChatMessage]
+    metadata: dict[str, Any]
+    usage: Usage
+
+
+class Rejection(BaseModel):
+    """Why an item produced no record; written to rejected.jsonl so nothing vanishes silently."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    skill: str
+    subcategory: str
+    stage: str
+    reason: str
+    detail: str = ""
+    raw: str = ""
+    usage: Usage = Field(default_factory=Usage)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Record(BaseModel):
+    """One accepted line of data.jsonl, in the orca-agentinstruct `messages` layout."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    skill: str
+    subcategory: str
+    messages: list[ChatMessage]
+    metadata: dict[str, Any]
+
+
+class Rejected(Exception):
+    """Raised inside a flow to end an item with a reason (and the raw reply, if any)."""
+
+    def __init__(self, stage: str, reason: str, detail: str = "", raw: str = "") -> None:
+        super().__init__(f"{stage}: {reason}" + (f" ({detail})" if detail else ""))
+        self.stage, self.reason, self.detail, self.raw = stage, reason, detail, raw
+        self.usage = Usage()  # filled in by Skill.run

@@ -1,0 +1,88 @@
+"""RAG validators: plain functions that return a rejection reason, or None when the item passes."""
+
+from __future__ import annotations
+
+import re
+
+from agents.spec import Subcategory
+
+_WORD = re.compile(r"[a-z0-9]+(?:[.'-][a-z0-9]+)*")
+STOPWORDS = frozenset(
+    "a an the and or but if of to in on at by for with from as is are was were be been being it its"
+    " this that these those there here which who whom whose what when where why how do does did not"
+    " no yes can could should would will shall may might must have has had than then so such into"
+    " about over under also only any all each both more most other some their they them he she his"
+    " her we you your our i me my one two use used using".split())
+REFUSAL_CUES = ("not", "no ", "cannot", "can't", "unable", "unknown", "n't", "none of the")
+YES_NO = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
+META_REFERENCE = re.compile(r"\b(the|this|given|above|following) (passage|text|excerpt)s?\b",
+                            re.IGNORECASE)
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1}
+
+
+def check_question(question: str) -> str | None:
+    """Cheap checks run before the (expensive) answer is generated."""
+    words = question.split()
+    if len(words) < 4:
+        return "question too short"
+    if len(content_words(question)) < 2:
+        return "question has no content words"
+    if META_REFERENCE.search(question):
+        return "question refers to 'the passage' instead of naming its subject"
+    return None
+
+
+def lexical_support(answer: str, passages: list[str]) -> float:
+    """Share of the answer's content words that occur in the passages it cites."""
+    words = content_words(answer)
+    if not words:
+        return 0.0
+    source = set().union(*(content_words(p) for p in passages)) if passages else set()
+    return len(words & source) / len(words)
+
+
+def check_citations(citations: list[int], n_documents: int, answerable: bool,
+                    sub: Subcategory) -> str | None:
+    if not sub.answerable:
+        if answerable:
+            return "unanswerable question answered as if answerable"
+        if citations:
+            return "unanswerable question must not cite documents"
+        return None
+    if not answerable:
+        return "answerable question declared unanswerable"
+    if not citations:
+        return "answer cites no document"
+    outside = [c for c in citations if not 1 <= c <= n_documents]
+    if outside:
+        return f"cites document(s) {outside} not among the {n_documents} given"
+    return None
+
+
+def check_refusal(answer: str) -> str | None:
+    text = f" {answer.lower()} "
+    if not any(cue in text for cue in REFUSAL_CUES):
+        return "unanswerable answer does not say the documents lack the answer"
+    return None
+
+
+def check_form(answer: str, expects: str) -> str | None:
+    if expects == "yes_no" and not YES_NO.match(answer):
+        return "yes/no answer does not start with Yes or No"
+    if expects == "number" and not re.search(r"\d", answer):
+        return "numeric answer contains no number"
+    if expects == "list" and not re.search(r",|;|\n|\band\b", answer):
+        return "list answer names fewer than two items"
+    return None
+
+
+def check_grounding(lexical: float, cosine: float, min_lexical: float = 0.5,
+                    min_cosine: float = 0.6) -> str | None:
+    """An answer passes if most of its words come from the cited documents, or if it is close to
+    them in embedding space (paraphrase)."""
+    if lexical >= min_lexical or cosine >= min_cosine:
+        return None
+    return "answer not supported by cited documents"

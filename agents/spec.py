@@ -1,0 +1,61 @@
+"""A skill's data: its taxonomy, transformations and refinement goals, read from skill.toml."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Subcategory(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    description: str = Field(min_length=10)
+    answerable: bool = True
+    passages: int = Field(1, ge=1, le=3, description="seed passages the question is written from")
+    expects: Literal["any", "yes_no", "number", "list"] = "any"
+    weight: float = Field(1.0, gt=0)
+
+
+class Transformation(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    description: str
+    template: str | None = None  # None: the seed passes through unchanged (identity)
+    weight: float = Field(1.0, gt=0)
+
+
+class SkillSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    split: str
+    description: str
+    system_prompt: str
+    transformations: list[Transformation] = Field(min_length=1)
+    taxonomy: list[Subcategory] = Field(min_length=1)
+    refinement_goals: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> SkillSpec:
+        for kind, names in (("subcategory", [s.name for s in self.taxonomy]),
+                            ("transformation", [t.name for t in self.transformations])):
+            dupes = {n for n in names if names.count(n) > 1}
+            if dupes:
+                raise ValueError(f"duplicate {kind} names: {sorted(dupes)}")
+        return self
+
+    def subcategory(self, name: str) -> Subcategory:
+        return next(s for s in self.taxonomy if s.name == name)
+
+    def transformation(self, name: str) -> Transformation:
+        return next(t for t in self.transformations if t.name == name)
+
+
+def load_spec(folder: Path) -> SkillSpec:
+    path = folder / "skill.toml"
+    try:
+        return SkillSpec.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+    except (tomllib.TOMLDecodeError, ValidationError) as exc:
+        raise ValueError(f"invalid skill definition {path}: {exc}") from exc

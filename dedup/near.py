@@ -1,0 +1,186 @@
+"""Near-duplicate gate: cosine similarity over sentence embeddings, backed by faiss."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+SIDECAR_VERSION = 1
+
+# A unit vector's dot product with itself can land a few float32 ulps below 1.0;
+# without slack, threshold=1.0 would miss exact duplicates.
+_FLOAT32_SLACK = 1e-6
+
+
+class CorruptIndexError(RuntimeError):
+    """The saved index or its sidecar is unreadable or they disagree; rebuild it."""
+
+
+def _sidecar_path(path: Path) -> Path:
+    return Path(str(path) + ".json")
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_suffix(path.suffix + ".tmp")
+
+
+def _fsync_file(path: Path) -> None:
+    # Flush the finished temp file to disk so os.replace never exposes a hollow file.
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _check_threshold(threshold: float) -> None:
+    if not 0 < threshold <= 1:  # also rejects NaN
+        raise ValueError(
+            f"NearDupIndex: threshold must satisfy 0 < threshold <= 1, got {threshold!r}; "
+            "0.9 suits all-MiniLM-L6-v2"
+        )
+
+
+class NearDupIndex:
+    """Incremental gate: a vector is a duplicate if its cosine to any stored one >= threshold.
+
+    Vectors are L2-normalized on the way in, so inner product equals cosine.
+    """
+
+    def __init__(self, dim: int, threshold: float = 0.9) -> None:
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
+            raise ValueError(f"NearDupIndex: dim must be a positive int, got {dim!r}")
+        _check_threshold(threshold)
+        self.dim = dim
+        self.threshold = float(threshold)
+        self._index = faiss.IndexFlatIP(dim)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self._index.ntotal)
+
+    def _unit_rows(self, vecs: np.ndarray, *, single: bool) -> np.ndarray:
+        """Return a C-contiguous float32 (n, dim) copy with every row scaled to length 1."""
+        arr = np.asarray(vecs, dtype=np.float32)
+        if single and arr.shape == (self.dim,):
+            arr = arr.reshape(1, self.dim)
+        expected = f"({self.dim},) or (1, {self.dim})" if single else f"(n, {self.dim})"
+        if arr.ndim != 2 or arr.shape[1] != self.dim or (single and arr.shape[0] != 1):
+            raise ValueError(
+                f"NearDupIndex: expected a vector of shape {expected}, got shape {arr.shape}; "
+                f"embed with the model this index was built for (dim {self.dim})"
+            )
+        norms = np.linalg.norm(arr, axis=1, keepdims=True)
+        if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+            raise ValueError(
+                "NearDupIndex: vector is all zeros or contains NaN/inf; "
+                "check the embedder output for empty or broken input text"
+            )
+        return np.ascontiguousarray(arr / norms, dtype=np.float32)
+
+    def nearest(self, vec: np.ndarray) -> tuple[float, int | None]:
+        """(highest cosine, its position), or (0.0, None) while the index is empty."""
+        row = self._unit_rows(vec, single=True)
+        if self.ntotal == 0:
+            return 0.0, None
+        sims, ids = self._index.search(row, 1)
+        return min(float(sims[0, 0]), 1.0), int(ids[0, 0])
+
+    def is_duplicate(self, vec: np.ndarray) -> tuple[bool, float]:
+        max_sim, _ = self.nearest(vec)
+        return max_sim >= self.threshold - _FLOAT32_SLACK, max_sim
+
+    def add(self, vec: np.ndarray) -> int:
+        """Store one vector; returns its position (0-based insertion order)."""
+        self._index.add(self._unit_rows(vec, single=True))
+        return self.ntotal - 1
+
+    def add_many(self, vecs: np.ndarray) -> None:
+        """Store a (n, dim) batch in order; positions continue from ntotal."""
+        if np.asarray(vecs).size == 0:
+            return
+        self._index.add(self._unit_rows(vecs, single=False))
+
+    def save(self, path: Path) -> None:
+        """Write the index, then its sidecar, each via temp file + os.replace.
+
+        Sidecar goes last: a crash between the two leaves an ntotal mismatch,
+        which load() reports as corrupt instead of serving a stale pairing.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _tmp_path(path)
+        try:
+            faiss.write_index(self._index, str(tmp))
+            _fsync_file(tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+        sidecar = _sidecar_path(path)
+        meta = {
+            "dim": self.dim,
+            "threshold": self.threshold,
+            "ntotal": self.ntotal,
+            "version": SIDECAR_VERSION,
+        }
+        sidecar_tmp = _tmp_path(sidecar)
+        try:
+            with open(sidecar_tmp, "w", encoding="utf-8") as handle:
+                json.dump(meta, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(sidecar_tmp, sidecar)
+        finally:
+            sidecar_tmp.unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, path: Path, threshold: float) -> NearDupIndex:
+        """Read an index saved by save(). `threshold` is the caller's current setting;
+        the one in the sidecar is informational only.
+
+        Raises FileNotFoundError if the index file is absent, CorruptIndexError if it
+        or its sidecar is unreadable or they disagree.
+        """
+        path = Path(path)
+        _check_threshold(threshold)  # a caller bug, not corruption: fail before reading
+        if not path.exists():
+            raise FileNotFoundError(f"near-dup index {path} does not exist")
+
+        def corrupt(problem: str) -> CorruptIndexError:
+            return CorruptIndexError(
+                f"near-dup index {path}: {problem}; "
+                "it will be rebuilt from data.jsonl"
+            )
+
+        sidecar = _sidecar_path(path)
+        try:
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise corrupt(f"sidecar {sidecar} is missing") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise corrupt(f"sidecar {sidecar} is unreadable ({exc})") from exc
+
+        if not isinstance(meta, dict) or meta.get("version") != SIDECAR_VERSION:
+            raise corrupt(f"sidecar {sidecar} is not a version-{SIDECAR_VERSION} sidecar")
+        dim, ntotal = meta.get("dim"), meta.get("ntotal")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (dim, ntotal)):
+            raise corrupt(f"sidecar {sidecar} lacks integer dim/ntotal: {meta}")
+
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            first_line = (str(exc).splitlines() or ["no detail"])[0][:200]
+            raise corrupt(f"faiss cannot read it ({first_line})") from exc
+
+        if not isinstance(index, faiss.IndexFlatIP):
+            raise corrupt(f"it is a {type(index).__name__}, expected IndexFlatIP")
+        if index.d != dim:
+            raise corrupt(f"index dim {index.d} disagrees with sidecar dim {dim}")
+        if index.ntotal != ntotal:
+            raise corrupt(f"index holds {index.ntotal} vectors but sidecar says {ntotal}")
+
+        loaded = cls(dim, threshold)
+        loaded._index = index
+        return loaded

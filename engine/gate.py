@@ -1,0 +1,68 @@
+"""The dedup gates in front of data.jsonl: exact (normalized text) then embedding near-duplicate.
+
+data.jsonl is the source of truth: on resume the near-duplicate index is loaded only if it agrees
+with it, and rebuilt from it otherwise, so the gate can never drift from what was written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from dedup import CorruptIndexError, ExactDedup, NearDupIndex
+from retrieval import Embedder
+
+log = logging.getLogger(__name__)
+
+
+class DedupGate:
+    def __init__(self, embedder: Embedder, threshold: float, state_path: Path) -> None:
+        self.embedder = embedder
+        self.threshold = threshold
+        self.state_path = state_path
+        self.exact = ExactDedup()
+        self.near = NearDupIndex(embedder.dim, threshold)
+        self._unsaved = 0
+
+    async def restore(self, instructions: list[str]) -> None:
+        for text in instructions:
+            self.exact.add(text)
+        if self.state_path.exists():
+            try:
+                loaded = NearDupIndex.load(self.state_path, self.threshold)
+                if loaded.ntotal == len(instructions):
+                    self.near = loaded
+                    return
+                log.info("near-duplicate index holds %d items, data.jsonl %d: rebuilding",
+                         loaded.ntotal, len(instructions))
+            except CorruptIndexError as exc:
+                log.warning("%s", exc)
+        self.near = NearDupIndex(self.embedder.dim, self.threshold)
+        if instructions:
+            self.near.add_many(await asyncio.to_thread(self.embedder.encode, instructions))
+        self.save()
+
+    async def check(self, instruction: str) -> tuple[str | None, np.ndarray | None, float]:
+        """(rejection reason or None, the embedding to commit, nearest similarity)."""
+        if self.exact.seen(instruction):
+            return "exact duplicate", None, 1.0
+        vec = (await asyncio.to_thread(self.embedder.encode, [instruction]))[0]
+        duplicate, similarity = self.near.is_duplicate(vec)
+        if duplicate:
+            return f"near duplicate (cosine >= {self.threshold})", None, similarity
+        return None, vec, similarity
+
+    def commit(self, instruction: str, vec: np.ndarray, save_every: int = 25) -> None:
+        self.exact.add(instruction)
+        self.near.add(vec)
+        self._unsaved += 1
+        if self._unsaved >= save_every:
+            self.save()
+
+    def save(self) -> None:
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        self.near.save(self.state_path)
+        self._unsaved = 0

@@ -1,0 +1,137 @@
+"""One generation run: prepare the output dir, index the corpus, open the teacher, run, report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+
+from agents.flow import FlowContext
+from agents.registry import load_skill
+from engine.config import RunConfig
+from engine.gate import DedupGate
+from engine.pipeline import RunStats, Sinks, run_pipeline
+from engine.progress import Progress
+from engine.sink import JsonlWriter, read_jsonl, repair_tail
+from models import describe, open_teacher
+from retrieval import CorpusIndex, Embedder
+
+log = logging.getLogger(__name__)
+
+
+class RunError(RuntimeError):
+    """A fatal, explained problem with the run's inputs or output directory."""
+
+
+def prepare_out(cfg: RunConfig, teacher_name: str) -> None:
+    out = cfg.out
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is a file; pass a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise RunError(f"cannot write to --out {out} ({exc.strerror}); pick a writable "
+                       "directory") from exc
+    manifest = out / "run.json"
+    key = cfg.generation_key(teacher_name)
+    if manifest.exists():
+        previous = json.loads(manifest.read_text())
+        changed = {k: (previous.get(k), v) for k, v in key.items() if previous.get(k) != v}
+        if changed and not cfg.force:
+            what = ", ".join(f"{k} {a!r} → {b!r}" for k, (a, b) in changed.items())
+            raise RunError(f"{out} was generated with different settings ({what}); use a new "
+                           "--out, or --force to mix them")
+    tmp = manifest.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"version": 1, **key}, indent=2))
+    os.replace(tmp, manifest)
+
+
+async def run(cfg: RunConfig, progress: Progress, teacher_opener=open_teacher) -> dict:
+    """`teacher_opener(settings, say)` is an async context manager yielding a Teacher; tests and
+    benchmarks pass a scripted one, everything else the real backends."""
+    skill = load_skill(cfg.skill)
+    teacher_name = describe(cfg.teacher)
+    prepare_out(cfg, teacher_name)
+    out = cfg.out
+
+    # resume: repair torn tails, then learn what is already written
+    for name in ("data.jsonl", "rejected.jsonl"):
+        if cut := repair_tail(out / name):
+            log.warning("repaired %s: removed a torn last line (%d bytes)", name, cut)
+    accepted = list(read_jsonl(out / "data.jsonl"))
+    done_ids = {r["id"] for r in accepted} | {r["id"] for r in read_jsonl(out / "rejected.jsonl")}
+    if accepted:
+        progress.say(f"resuming: {len(accepted)} records already in {out / 'data.jsonl'}")
+
+    embedder = await asyncio.to_thread(Embedder, cfg.embedder)
+    index = await asyncio.to_thread(
+        CorpusIndex.build_or_load, cfg.input, out / "index", embedder, cfg.chunk_size,
+        cfg.chunk_overlap, progress.say)
+    if index.skipped:
+        progress.say(f"skipped {len(index.skipped)} file(s): " + "; ".join(
+            f"{s.path} ({s.reason})" for s in index.skipped[:5]))
+
+    gate = DedupGate(embedder, cfg.near_dup_threshold, out / "state" / "near_dup.faiss")
+    await gate.restore([r["metadata"]["instruction"] for r in accepted])
+
+    teacher_settings = cfg.teacher.model_copy(update={"server_log": out / "logs" / "llama-server.log"})
+    data, rejected = JsonlWriter(out / "data.jsonl"), JsonlWriter(out / "rejected.jsonl")
+    stats = RunStats()
+    try:
+        async with teacher_opener(teacher_settings, progress.say) as teacher:
+            ctx = FlowContext(teacher=teacher, index=index, settings=cfg.flow)
+            sinks = Sinks(data=data, rejected=rejected, gate=gate, done_ids=done_ids,
+                          already_accepted=len(accepted))
+            progress.start(cfg.num, len(accepted))
+            stats = await run_pipeline(
+                skill, ctx, skill.plan(index.chunks, cfg.seed, cfg.flow.per_chunk), sinks,
+                num=cfg.num, max_attempts=cfg.attempts_cap, on_progress=progress.update)
+    finally:
+        progress.stop()
+        data.close()
+        rejected.close()
+        gate.save()
+    summary = summarize(cfg, stats, len(accepted), teacher_name, len(index))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def summarize(cfg: RunConfig, stats: RunStats, resumed_from: int, teacher: str,
+              chunks: int) -> dict:
+    total = resumed_from + stats.accepted
+    completion = stats.usage.completion_tokens
+    elapsed = stats.elapsed
+    return {
+        "skill": cfg.skill,
+        "requested": cfg.num,
+        "accepted_total": total,
+        "complete": total >= cfg.num,
+        "this_run": {
+            "accepted": stats.accepted,
+            "rejected": stats.rejected,
+            "attempts": stats.attempts,
+            "acceptance_rate": round(stats.accepted / max(1, stats.accepted + stats.rejected), 3),
+            "rejected_by_reason": dict(stats.reasons.most_common()),
+            "accepted_by_subcategory": dict(sorted(stats.subcategories.items())),
+            "teacher_calls": stats.usage.calls,
+            "prompt_tokens": stats.usage.prompt_tokens,
+            "cached_prompt_tokens": stats.usage.cached_tokens,
+            "completion_tokens": completion,
+            "wasted_completion_tokens": stats.wasted_completion_tokens,
+            "waste_share": round(stats.wasted_completion_tokens / max(1, completion), 3),
+            "elapsed_s": round(elapsed, 2),
+            "completion_tokens_per_s": round(completion / max(elapsed, 1e-9), 1),
+            "accepted_per_min": round(stats.accepted / max(elapsed, 1e-9) * 60, 2),
+        },
+        "resumed_from": resumed_from,
+        "teacher": teacher,
+        "parallel": cfg.teacher.parallel,
+        "corpus_chunks": chunks,
+        "input": str(cfg.input),
+        "seed": cfg.seed,
+    }

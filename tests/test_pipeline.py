@@ -1,0 +1,146 @@
+"""The scheduler, sink, dedup gate and resume, end to end with a scripted teacher and the real
+embedder, FAISS index and files."""
+
+import asyncio
+import itertools
+import json
+from contextlib import asynccontextmanager
+
+import pytest
+
+from engine.config import RunConfig
+from engine.progress import Progress
+from engine.run import RunError, run
+from tests.fakes import ScriptedTeacher, rag_replies
+
+
+def opener(teacher):
+    @asynccontextmanager
+    async def open_(settings, say):
+        yield teacher
+    return open_
+
+
+DISTINCT = [
+    "How tall is Mount Etna in Sicily?", "What caused the year without a summer in 1816?",
+    "How many workers live in a honey bee colony?", "Why do worker bees perform a waggle dance?",
+    "When did the Stockton and Darlington Railway open?", "Who built the engine Locomotion No. 1?",
+    "Which share of world coffee production is Arabica?", "At what temperature are coffee beans roasted?",
+    "What kind of lava builds shield volcanoes like Mauna Loa?", "How long does a queen bee live?",
+    "What is the standard railway gauge in millimetres?", "Which country produces the most coffee?",
+    "What is the job of drones in a bee colony?", "Which line was the first intercity railway?",
+    "What reaction gives roasted coffee its brown colour?", "How is Mount Fuji built up?",
+]
+
+
+def unique_questions():
+    counter = itertools.count()
+    return lambda prompt: DISTINCT[next(counter) % len(DISTINCT)]
+
+
+def config(corpus, out, **kw):
+    return RunConfig.model_validate({"skill": "rag", "input": corpus, "out": out, "num": 4,
+                                     "flow": {"refine_rounds": 1}, **kw})
+
+
+def lines(path):
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_run_writes_exactly_num_records_in_the_messages_layout(corpus, tmp_path):
+    teacher = ScriptedTeacher(rag_replies(unique_questions()), slots=3)
+    out = tmp_path / "out"
+    summary = asyncio.run(run(config(corpus, out), Progress(quiet=True), opener(teacher)))
+    data = lines(out / "data.jsonl")
+    assert len(data) == 4 and summary["accepted_total"] == 4 and summary["complete"]
+    for rec in data:
+        assert set(rec) == {"id", "skill", "subcategory", "messages", "metadata"}
+        assert [m["role"] for m in rec["messages"]] == ["system", "user", "assistant"]
+        assert rec["metadata"]["instruction"] in rec["messages"][1]["content"]
+        meta = rec["metadata"]
+        for key in ("split", "source", "transformation", "instruction_type", "refinement_rounds",
+                    "teacher_model", "tokens", "schema_version", "citations"):
+            assert key in meta, key
+        assert meta["refinement_rounds"] == 1 and meta["tokens"]["calls"] >= 3
+        assert meta["source"]["doc_path"] in {"volcanoes.md", "bees.txt", "railways.html", "coffee.md"}
+    for rej in lines(out / "rejected.jsonl"):
+        assert rej["stage"] and rej["reason"]
+    assert teacher.max_in_flight == 3  # every slot was kept busy
+    assert (out / "summary.json").exists() and (out / "index" / "manifest.json").exists()
+
+
+def test_exact_duplicates_are_rejected_with_a_reason(corpus, tmp_path):
+    teacher = ScriptedTeacher(rag_replies(lambda p: "Which volcano erupted in 1815 in Indonesia?"))
+    out = tmp_path / "out"
+    summary = asyncio.run(run(config(corpus, out, num=3, max_attempts=12), Progress(quiet=True),
+                              opener(teacher)))
+    assert summary["accepted_total"] == 1 and not summary["complete"]
+    reasons = [r["reason"] for r in lines(out / "rejected.jsonl")]
+    assert "exact duplicate" in reasons
+
+
+def test_near_duplicates_are_rejected(corpus, tmp_path):
+    variants = itertools.cycle(["How do I install a package with apt on Debian?",
+                                "How can I install a package using apt on Debian?"])
+    teacher = ScriptedTeacher(rag_replies(lambda p: next(variants)), slots=1)
+    out = tmp_path / "out"
+    asyncio.run(run(config(corpus, out, num=2, max_attempts=8), Progress(quiet=True),
+                    opener(teacher)))
+    rejected = lines(out / "rejected.jsonl")
+    near = [r for r in rejected if r["reason"].startswith("near duplicate")]
+    exact = [r for r in rejected if r["reason"] == "exact duplicate"]
+    assert near and exact  # the paraphrase is caught by embeddings, the repeat by hashing
+    assert len(lines(out / "data.jsonl")) == 1
+
+
+def test_resume_continues_without_loss_or_duplicates(corpus, tmp_path):
+    out = tmp_path / "out"
+    ask = unique_questions()
+    asyncio.run(run(config(corpus, out, num=3), Progress(quiet=True),
+                    opener(ScriptedTeacher(rag_replies(ask)))))
+    first = (out / "data.jsonl").read_text()
+    # a kill mid-write leaves a torn line; the restart repairs it and goes on
+    with open(out / "data.jsonl", "a") as f:
+        f.write('{"id": "torn", "skill": "rag", "mess')
+    teacher = ScriptedTeacher(rag_replies(ask))
+    summary = asyncio.run(run(config(corpus, out, num=6), Progress(quiet=True), opener(teacher)))
+    text = (out / "data.jsonl").read_text()
+    assert text.startswith(first)
+    ids = [r["id"] for r in lines(out / "data.jsonl")]
+    assert len(ids) == 6 == len(set(ids)) and "torn" not in ids
+    assert summary["resumed_from"] == 3 and summary["this_run"]["accepted"] == 3
+    done = set(ids) | {r["id"] for r in lines(out / "rejected.jsonl")}
+    assert len(done) == len(ids) + len(lines(out / "rejected.jsonl"))  # nothing written twice
+    state = json.loads((out / "state" / "near_dup.faiss.json").read_text())
+    assert state["ntotal"] == 6  # the dedup index agrees with data.jsonl
+
+
+def test_resume_rebuilds_a_missing_or_stale_dedup_index(corpus, tmp_path):
+    out = tmp_path / "out"
+    ask = unique_questions()
+    asyncio.run(run(config(corpus, out, num=2), Progress(quiet=True),
+                    opener(ScriptedTeacher(rag_replies(ask)))))
+    (out / "state" / "near_dup.faiss").write_bytes(b"garbage")
+    asyncio.run(run(config(corpus, out, num=3), Progress(quiet=True),
+                    opener(ScriptedTeacher(rag_replies(ask)))))
+    state = json.loads((out / "state" / "near_dup.faiss.json").read_text())
+    assert state["ntotal"] == 3 == len(lines(out / "data.jsonl"))
+
+
+def test_a_finished_run_rerun_does_nothing(corpus, tmp_path):
+    out = tmp_path / "out"
+    asyncio.run(run(config(corpus, out, num=2), Progress(quiet=True),
+                    opener(ScriptedTeacher(rag_replies(unique_questions())))))
+    teacher = ScriptedTeacher(rag_replies(unique_questions()))
+    summary = asyncio.run(run(config(corpus, out, num=2), Progress(quiet=True), opener(teacher)))
+    assert teacher.prompts == [] and summary["this_run"]["accepted"] == 0
+    assert len(lines(out / "data.jsonl")) == 2
+
+
+def test_changing_the_seed_on_an_existing_out_is_refused(corpus, tmp_path):
+    out = tmp_path / "out"
+    asyncio.run(run(config(corpus, out, num=1), Progress(quiet=True),
+                    opener(ScriptedTeacher(rag_replies(unique_questions())))))
+    with pytest.raises(RunError, match="seed 0 → 1"):
+        asyncio.run(run(config(corpus, out, num=2, seed=1), Progress(quiet=True),
+                        opener(ScriptedTeacher(rag_replies(unique_questions())))))

@@ -1,0 +1,135 @@
+"""The RAG skill without a model: its data, rendered prompts, plan and validators."""
+
+from collections import Counter
+
+import pytest
+
+from agents.rag import validators as v
+from agents.registry import UnknownSkill, load_skill, skill_names
+from agents.spec import Subcategory
+from retrieval import Chunk
+
+
+def chunk(i: int, doc: str = "a.md") -> Chunk:
+    return Chunk(id=f"c{i:03d}", doc_path=doc, kind="markdown", start=i * 10, end=i * 10 + 9,
+                 text=f"text {i}")
+
+
+def test_registry_knows_rag_and_refuses_unknown():
+    assert "rag" in skill_names()
+    skill = load_skill("rag")
+    assert skill.spec.split == "rag"
+    assert len(skill.spec.taxonomy) >= 8
+    assert any(not s.answerable for s in skill.spec.taxonomy)
+    with pytest.raises(UnknownSkill, match="available: .*rag"):
+        load_skill("nope")
+
+
+def test_every_template_the_spec_names_renders():
+    skill = load_skill("rag")
+    for t in skill.spec.transformations:
+        if t.template:
+            assert "Seed passage body" in skill.render(t.template, passage="Seed passage body")
+
+
+def test_instruct_prompt_carries_type_description_and_passages():
+    skill = load_skill("rag")
+    multi = skill.spec.subcategory("multi_hop")
+    prompt = skill.render("instruct.j2", subcategory=multi, passages=["ALPHA text", "BETA text"])
+    assert multi.description in prompt
+    assert "Passage 1:\nALPHA text" in prompt and "Passage 2:\nBETA text" in prompt
+    assert '{"question": "..."}' in prompt
+    unanswerable = skill.spec.subcategory("unanswerable")
+    prompt = skill.render("instruct.j2", subcategory=unanswerable, passages=["ALPHA"])
+    assert "must NOT be in the passage" in prompt
+
+
+def test_user_turn_numbers_documents_and_respond_adds_only_the_json_instruction():
+    skill = load_skill("rag")
+    docs = [chunk(1, "x.md"), chunk(2, "y.md")]
+    turn = skill.render("user_turn.j2", documents=docs, question="Why is the sky blue?")
+    assert "Document [1] (x.md):\ntext 1" in turn and "Document [2] (y.md):\ntext 2" in turn
+    assert turn.endswith("Question: Why is the sky blue?")
+    respond = skill.render("respond.j2", user_turn=turn)
+    assert respond.startswith(turn) and '"citations"' in respond
+
+
+def test_plan_is_deterministic_unique_and_spread_over_the_taxonomy():
+    skill = load_skill("rag")
+    chunks = [chunk(i) for i in range(30)]
+    take = lambda seed: [x for _, x in zip(range(180), skill.plan(chunks, seed, per_chunk=2))]
+    first, again, other = take(1), take(1), take(2)
+    assert first == again
+    assert [x.id for x in first] != [x.id for x in other]
+    assert len({x.id for x in first}) == len(first)
+    counts = Counter(x.subcategory for x in first)
+    fair = len(first) / len(skill.spec.taxonomy)
+    assert set(counts) == {s.name for s in skill.spec.taxonomy}
+    assert max(counts.values()) <= 1.5 * fair
+    # per_chunk consecutive items share their seed chunk (prompt-cache reuse)
+    assert all(first[i].seed_chunk_id == first[i + 1].seed_chunk_id for i in range(0, 20, 2))
+
+
+@pytest.mark.parametrize("question, problem", [
+    ("What year did the Stockton and Darlington Railway open?", None),
+    ("Why?", "question too short"),
+    ("What is this and that?", "question has no content words"),
+    ("According to the passage, when did the railway open?", "refers to 'the passage'"),
+])
+def test_check_question(question, problem):
+    result = v.check_question(question)
+    assert (result is None) if problem is None else (problem in result)
+
+
+ANSWERABLE = Subcategory(name="single_fact", description="one fact from the passage")
+UNANSWERABLE = Subcategory(name="unanswerable", description="answer not in passage",
+                           answerable=False)
+
+
+@pytest.mark.parametrize("citations, n, answerable, sub, problem", [
+    ([1], 3, True, ANSWERABLE, None),
+    ([], 3, True, ANSWERABLE, "cites no document"),
+    ([4], 3, True, ANSWERABLE, "not among the 3 given"),
+    ([0, 2], 3, True, ANSWERABLE, "[0]"),
+    ([1], 3, False, ANSWERABLE, "declared unanswerable"),
+    ([], 3, False, UNANSWERABLE, None),
+    ([2], 3, False, UNANSWERABLE, "must not cite"),
+    ([], 3, True, UNANSWERABLE, "answered as if answerable"),
+])
+def test_check_citations(citations, n, answerable, sub, problem):
+    result = v.check_citations(citations, n, answerable, sub)
+    assert (result is None) if problem is None else (problem in result)
+
+
+@pytest.mark.parametrize("answer, expects, ok", [
+    ("Yes, it opened in 1825.", "yes_no", True),
+    ("It opened in 1825.", "yes_no", False),
+    ("About 1,435 millimetres.", "number", True),
+    ("A few millimetres.", "number", False),
+    ("Arabica and Robusta.", "list", True),
+    ("Arabica.", "list", False),
+    ("Anything goes.", "any", True),
+])
+def test_check_form(answer, expects, ok):
+    assert (v.check_form(answer, expects) is None) == ok
+
+
+def test_lexical_support_and_grounding():
+    passage = "The Stockton and Darlington Railway opened in 1825 with steam locomotives."
+    grounded = "The Stockton and Darlington Railway opened in 1825."
+    invented = "Penguins migrate across Antarctica every winter season."
+    assert v.lexical_support(grounded, [passage]) == 1.0
+    assert v.lexical_support(invented, [passage]) == 0.0
+    assert v.lexical_support("", [passage]) == 0.0
+    assert v.check_grounding(1.0, 0.1) is None
+    assert v.check_grounding(0.1, 0.9) is None
+    assert "not supported" in v.check_grounding(0.1, 0.2)
+
+
+@pytest.mark.parametrize("answer, ok", [
+    ("The documents do not say when it closed.", True),
+    ("This information is not provided.", True),
+    ("It closed in 1901.", False),
+])
+def test_check_refusal(answer, ok):
+    assert (v.check_refusal(answer) is None) == ok
