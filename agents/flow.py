@@ -29,7 +29,8 @@ class FlowSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     refine_rounds: int = Field(1, ge=0, le=5)
     max_tokens: int = Field(320, ge=32)
-    temperature: float = Field(0.7, ge=0, le=2)
+    temperature: float = Field(0.7, ge=0, le=2, description="for writing instructions")
+    answer_temperature: float = Field(0.2, ge=0, le=2, description="for the teacher's answers")
     reply_retries: int = Field(2, ge=0, le=10)
     per_chunk: int = Field(2, ge=1, le=50, description="instructions planned per seed chunk in a row")
     retrieval_k: int = Field(4, ge=1, le=20)
@@ -52,7 +53,16 @@ class Trace:
 
 
 class Question(BaseModel):
-    question: str = Field(min_length=12, max_length=400)
+    # No regex `pattern` here: llama-server's output parser rejects many pattern-constrained
+    # replies with HTTP 500 (llama-cpp-python 0.3.36), so the shape is enforced by first_question.
+    question: str = Field(min_length=12, max_length=300)
+
+
+def first_question(text: str) -> str:
+    """Small teachers run on past the question into answers or options; keep the question."""
+    text = " ".join(text.split())
+    end = text.find("?")
+    return text[: end + 1] if end >= 0 else text
 
 
 class Suggestions(BaseModel):
@@ -116,7 +126,7 @@ class Skill:
     # -- teacher calls ----------------------------------------------------------------------
 
     async def ask(self, ctx: FlowContext, trace: Trace, stage: str, prompt: str, output: type[T],
-                  seed: int, system: str | None = None) -> T:
+                  seed: int, system: str | None = None, temperature: float | None = None) -> T:
         """One constrained call, retried with a new seed when the reply is unusable."""
         messages = ([ChatMessage(role="system", content=system)] if system else []) + [
             ChatMessage(role="user", content=prompt)]
@@ -125,7 +135,8 @@ class Skill:
             try:
                 value, completion = await chat_json(
                     ctx.teacher, messages, output, max_tokens=ctx.settings.max_tokens,
-                    temperature=ctx.settings.temperature, seed=seed + attempt)
+                    temperature=ctx.settings.temperature if temperature is None else temperature,
+                    seed=seed + attempt)
             except ReplyError as exc:
                 trace.usage.add(exc.completion)
                 last = exc
@@ -163,13 +174,19 @@ class Skill:
     async def instruct(self, ctx: FlowContext, trace: Trace, sub: Subcategory,
                        passages: list[str], seed: int) -> str:
         prompt = self.render("instruct.j2", subcategory=sub, passages=passages)
-        question = (await self.ask(ctx, trace, "instruct", prompt, Question, seed)).question.strip()
+        question = first_question((await self.ask(ctx, trace, "instruct", prompt, Question,
+                                                  seed)).question)
         trace.steps.append({"step": "instruct", "question": question})
         return question
 
+    def check_instruction(self, instruction: str) -> str | None:
+        """Cheap checks before anything more is spent on an instruction; skills override."""
+        return None
+
     async def refine(self, ctx: FlowContext, trace: Trace, sub: Subcategory, passages: list[str],
                      question: str, seed: int) -> str:
-        """Suggester → editor rounds; each round's goal is drawn from the skill's list."""
+        """Suggester → editor rounds; each round's goal is drawn from the skill's list. An edit
+        that fails the skill's cheap checks is dropped and the previous version kept."""
         rng = random.Random(seed)
         for rnd in range(ctx.settings.refine_rounds):
             goal = rng.choice(self.spec.refinement_goals)
@@ -179,11 +196,15 @@ class Skill:
                                           seed + 101 * (rnd + 1))).suggestions
             prompt = self.render("edit.j2", subcategory=sub, passages=passages, question=question,
                                  suggestions=suggestions)
-            edited = (await self.ask(ctx, trace, "edit", prompt, Question,
-                                     seed + 211 * (rnd + 1))).question.strip()
+            edited = first_question((await self.ask(ctx, trace, "edit", prompt, Question,
+                                                    seed + 211 * (rnd + 1))).question)
+            problem = self.check_instruction(edited)
             trace.steps.append({"step": "refine", "round": rnd + 1, "goal": goal,
-                                "suggestions": suggestions, "before": question, "after": edited})
-            question = edited
+                                "suggestions": suggestions, "before": question, "after": edited,
+                                "kept": problem is None, **({"dropped_because": problem}
+                                                            if problem else {})})
+            if problem is None:
+                question = edited
         return question
 
     async def run(self, ctx: FlowContext, item: WorkItem) -> Candidate:

@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
     except ValidationError as exc:
         err = exc.errors()[0]
+        if not err["loc"]:  # a check across several flags already names them
+            return _usage(err["msg"].removeprefix("Value error, "))
         return _usage(f"{_flag(err['loc'])}: {err['msg']}")
     except SystemExit as exc:
         return int(exc.code or EXIT_USAGE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -104,6 +105,13 @@ class OpenAICompatTeacher:
         started = time.perf_counter()
         try:
             async with self._session.post(f"{self.base_url}/v1/chat/completions", json=body) as resp:
+                if resp.status == 500 and (error := _json_error(await resp.text())):
+                    # a live server rejecting this output (e.g. llama.cpp failing to parse what the
+                    # model wrote): the same request fails the same way, so the item retries with
+                    # a new seed instead of the transport retrying it verbatim
+                    raise ReplyError("server error", Completion(
+                        text="", finish_reason="error", latency_s=time.perf_counter() - started,
+                        model=self.model_name), error)
                 if resp.status in RETRYABLE_STATUS:
                     raise _Retryable(f"HTTP {resp.status}: {(await resp.text())[:200]}")
                 if resp.status != 200:
@@ -126,6 +134,17 @@ class OpenAICompatTeacher:
 
 class _Retryable(Exception):
     pass
+
+
+def _json_error(text: str) -> str | None:
+    """The message of an OpenAI-style JSON error body, or None for anything else."""
+    try:
+        error = json.loads(text).get("error")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(error, dict):
+        return str(error.get("message") or error)[:300]
+    return str(error)[:300] if error else None
 
 
 def _completion(data: dict, latency: float, model: str) -> Completion:

@@ -37,11 +37,11 @@ def test_instruct_prompt_carries_type_description_and_passages():
     multi = skill.spec.subcategory("multi_hop")
     prompt = skill.render("instruct.j2", subcategory=multi, passages=["ALPHA text", "BETA text"])
     assert multi.description in prompt
-    assert "Passage 1:\nALPHA text" in prompt and "Passage 2:\nBETA text" in prompt
-    assert '{"question": "..."}' in prompt
+    assert 'Source 1:\n"""\nALPHA text\n"""' in prompt and 'Source 2:\n"""\nBETA text' in prompt
+    assert '{"question": "..."}' in prompt and "must contain the answer" in prompt
     unanswerable = skill.spec.subcategory("unanswerable")
     prompt = skill.render("instruct.j2", subcategory=unanswerable, passages=["ALPHA"])
-    assert "must NOT be in the passage" in prompt
+    assert "must NOT contain the answer" in prompt
 
 
 def test_user_turn_numbers_documents_and_respond_adds_only_the_json_instruction():
@@ -50,8 +50,24 @@ def test_user_turn_numbers_documents_and_respond_adds_only_the_json_instruction(
     turn = skill.render("user_turn.j2", documents=docs, question="Why is the sky blue?")
     assert "Document [1] (x.md):\ntext 1" in turn and "Document [2] (y.md):\ntext 2" in turn
     assert turn.endswith("Question: Why is the sky blue?")
-    respond = skill.render("respond.j2", user_turn=turn)
-    assert respond.startswith(turn) and '"citations"' in respond
+    for sub in skill.spec.taxonomy:
+        respond = skill.render("respond.j2", user_turn=turn, subcategory=sub)
+        assert respond.startswith(turn) and '"citations"' in respond
+        assert ('"answerable": true' in respond) == sub.answerable
+
+
+def test_answer_schema_constrains_citations_to_the_documents_given():
+    from agents.rag.skill import answer_schema
+
+    schema = answer_schema(3, answerable=True).model_json_schema()
+    cites = schema["properties"]["citations"]
+    assert cites["minItems"] == 1 and cites["maxItems"] == 3
+    assert cites["items"]["minimum"] == 1 and cites["items"]["maximum"] == 3
+    assert schema["properties"]["answer"]["maxLength"] == 600
+    refusal = answer_schema(3, answerable=False)
+    assert refusal.model_json_schema()["properties"]["citations"]["maxItems"] == 0
+    assert refusal.model_validate({"answerable": False, "answer": "The documents do not say.",
+                                   "citations": []})
 
 
 def test_plan_is_deterministic_unique_and_spread_over_the_taxonomy():
@@ -75,6 +91,10 @@ def test_plan_is_deterministic_unique_and_spread_over_the_taxonomy():
     ("Why?", "question too short"),
     ("What is this and that?", "question has no content words"),
     ("According to the passage, when did the railway open?", "refers to 'the passage'"),
+    ("The Stockton and Darlington Railway", "not a question or request"),
+    ("Summarize what the documents say about honey bee colonies.", None),
+    ("How many bees live in the colony of the colony of the colony of the colony of the colony "
+     "of the colony of the colony?", "degenerate repetition"),
 ])
 def test_check_question(question, problem):
     result = v.check_question(question)
@@ -126,6 +146,13 @@ def test_lexical_support_and_grounding():
     assert "not supported" in v.check_grounding(0.1, 0.2)
 
 
+def test_check_repetition():
+    loop = "The answer is that the answer is that " * 6
+    assert v.check_repetition(loop) == "degenerate repetition"
+    assert v.check_repetition("Honey bees live in colonies of 20,000 to 80,000 workers with a "
+                              "single queen that can live for three to five years.") is None
+
+
 @pytest.mark.parametrize("answer, ok", [
     ("The documents do not say when it closed.", True),
     ("This information is not provided.", True),
@@ -133,3 +160,24 @@ def test_lexical_support_and_grounding():
 ])
 def test_check_refusal(answer, ok):
     assert (v.check_refusal(answer) is None) == ok
+
+
+@pytest.mark.parametrize("raw, kept", [
+    ("How long does a worker bee live? (A) 6 weeks (B) 1 year", "How long does a worker bee live?"),
+    ("  Summarize   the bee\ntext.  ", "Summarize the bee text."),
+    ("What? Why?", "What?"),
+])
+def test_first_question_cuts_what_follows_the_question(raw, kept):
+    from agents.flow import first_question
+
+    assert first_question(raw) == kept
+
+
+@pytest.mark.parametrize("question, ok", [
+    ("How many workers live in a honey bee colony?", True),
+    ("What is the answer to this question?", False),
+    ("Which statement about the source is given?", False),
+])
+def test_check_on_topic(question, ok):
+    passage = "Honey bees live in colonies of 20,000 to 80,000 workers with a single queen."
+    assert (v.check_on_topic(question, [passage]) is None) == ok

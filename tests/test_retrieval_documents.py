@@ -1,6 +1,12 @@
 from __future__ import annotations
 
+import ctypes
+import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -172,13 +178,32 @@ def test_missing_root_is_a_clear_error(tmp_path: Path) -> None:
         load_documents(tmp_path / "nope")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read files without read permission")
-def test_unreadable_file_is_reported(tmp_path: Path) -> None:
-    locked = tmp_path / "locked.txt"
-    locked.write_text("hidden")
-    locked.chmod(0)
+def test_unreadable_file_is_reported() -> None:
+    """Root reads everything, so the loader runs in a child that loses the capabilities that let
+    root ignore file modes (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH) before it starts."""
+    root = Path(tempfile.mkdtemp(prefix="perm-"))
     try:
-        _, skipped = _by_path(tmp_path)
+        root.chmod(0o755)
+        (root / "ok.txt").write_text("plain readable words")
+        (root / "ok.txt").chmod(0o644)
+        locked = root / "locked.txt"
+        locked.write_text("hidden")
+        locked.chmod(0)
+        code = ("import json, sys; from pathlib import Path; from retrieval import load_documents; "
+                "d, s = load_documents(Path(sys.argv[1])); "
+                "print(json.dumps([[x.path for x in d], {x.path: x.reason for x in s}]))")
+        done = subprocess.run([sys.executable, "-c", code, str(root)], preexec_fn=_drop_dac_caps,
+                              cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                              text=True, check=True)
+        docs, skipped = json.loads(done.stdout)
     finally:
-        locked.chmod(0o644)
+        shutil.rmtree(root, ignore_errors=True)
+    assert docs == ["ok.txt"]
     assert skipped == {"locked.txt": "permission denied"}
+
+
+def _drop_dac_caps() -> None:
+    # PR_CAPBSET_DROP (24): capabilities outside the bounding set are gone after exec, even for root
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        libc.prctl(24, cap, 0, 0, 0)

@@ -31,6 +31,9 @@ async def serve(script):
         step = script[min(len(seen), len(script)) - 1]
         if isinstance(step, int):
             return web.Response(status=step, text="boom")
+        if isinstance(step, dict) and "status" in step:
+            return web.json_response({k: v for k, v in step.items() if k != "status"},
+                                     status=step["status"])
         if isinstance(step, str):
             return web.Response(text=step, content_type="application/json")
         return web.json_response(step)
@@ -104,6 +107,25 @@ def test_unreachable_url_raises_unavailable():
                 await teacher.chat(MSG)
         finally:
             await teacher.aclose()
+
+    asyncio.run(main())
+
+
+def test_server_error_with_json_body_is_an_item_failure_not_an_outage():
+    """llama.cpp answers 500 + a JSON error when it cannot parse the model's output: retrying the
+    same request repeats it, so it surfaces as a ReplyError for the flow to retry with a new seed."""
+    async def main():
+        body = {"error": {"code": 500, "message": "The model produced output that does not match",
+                          "type": "server_error"}}
+        runner, url, seen = await serve([body | {"status": 500}])
+        teacher = OpenAICompatTeacher(url, retries=3)
+        try:
+            with pytest.raises(ReplyError, match="does not match") as info:
+                await teacher.chat(MSG)
+        finally:
+            await teacher.aclose()
+            await runner.cleanup()
+        assert info.value.reason == "server error" and len(seen) == 1
 
     asyncio.run(main())
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Annotated
+from typing import Annotated, Literal
 
-import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from agents.flow import FlowContext, Skill, Trace
 from agents.items import Candidate, Rejected, WorkItem
@@ -16,10 +15,20 @@ from models import ChatMessage
 from retrieval import Chunk
 
 
-class Answer(BaseModel):
-    answerable: bool
-    answer: str = Field(min_length=2, max_length=700)
-    citations: list[Annotated[int, Field(ge=1, le=20)]] = Field(max_length=4)
+def answer_schema(n_documents: int, answerable: bool) -> type[BaseModel]:
+    """The reply shape, narrowed per item so constrained decoding rules out whole classes of
+    failure: answerable types must cite 1..n_documents, unanswerable ones cannot cite at all.
+    The validators still check both (a URL backend may ignore schemas)."""
+    if answerable:
+        return create_model(
+            "Answer", answerable=(Literal[True], ...),
+            answer=(str, Field(min_length=2, max_length=600)),
+            citations=(list[Annotated[int, Field(ge=1, le=n_documents)]],
+                       Field(min_length=1, max_length=min(3, n_documents))))
+    return create_model(
+        "Refusal", answerable=(Literal[False], ...),
+        answer=(str, Field(min_length=10, max_length=300)),
+        citations=(list[int], Field(max_length=0)))
 
 
 def _overlaps(a: Chunk, b: Chunk) -> bool:
@@ -27,6 +36,9 @@ def _overlaps(a: Chunk, b: Chunk) -> bool:
 
 
 class RagSkill(Skill):
+    def check_instruction(self, instruction: str) -> str | None:
+        return v.check_question(instruction)
+
     async def partners(self, ctx: FlowContext, seed: Chunk, count: int) -> list[Chunk]:
         """Second passages for multi-passage types: the seed's nearest non-overlapping chunks."""
         if count == 0:
@@ -56,28 +68,37 @@ class RagSkill(Skill):
         passages = [await self.transform(ctx, trace, c, item.transformation) for c in sources]
 
         question = await self.instruct(ctx, trace, sub, passages, item.seed)
-        if problem := v.check_question(question):
+        if problem := self.check_instruction(question) or v.check_on_topic(
+                question, [c.text for c in sources]):
             raise Rejected("instruct", problem, raw=question)
         question = await self.refine(ctx, trace, sub, passages, question, item.seed)
-        if problem := v.check_question(question):
-            raise Rejected("refine", problem, raw=question)
 
         documents = await self.retrieve(ctx, question, sources, rng)
         user_turn = self.render("user_turn.j2", documents=documents, question=question)
-        reply = await self.ask(ctx, trace, "respond", self.render("respond.j2", user_turn=user_turn),
-                               Answer, item.seed + 7, system=self.spec.system_prompt)
+        reply = await self.ask(ctx, trace, "respond",
+                               self.render("respond.j2", user_turn=user_turn, subcategory=sub),
+                               answer_schema(len(documents), sub.answerable), item.seed + 7,
+                               system=self.spec.system_prompt,
+                               temperature=ctx.settings.answer_temperature)
         answer = reply.answer.strip()
         citations = sorted(set(reply.citations))
 
         scores: dict[str, float] = {}
         problem = v.check_citations(citations, len(documents), reply.answerable, sub)
+        if not problem:
+            problem = v.check_repetition(answer)
         if not problem and sub.answerable:
             problem = v.check_form(answer, sub.expects)
+        repaired = False
         if not problem and sub.answerable:
-            cited = [documents[c - 1].text for c in citations]
-            scores["lexical_support"] = round(v.lexical_support(answer, cited), 3)
-            scores["cosine"] = round(await _max_cosine(ctx, answer, cited), 3)
-            problem = v.check_grounding(scores["lexical_support"], scores["cosine"])
+            cosines = await _cosines(ctx, answer, documents)
+            cited = _grounding(answer, documents, cosines, citations)
+            if v.check_grounding(*cited) and (best := _best_supported(answer, documents, cosines)):
+                # the answer is grounded, but in another document than the one it cites:
+                # cite what measurably supports it rather than drop a correct answer
+                citations, cited, repaired = best, _grounding(answer, documents, cosines, best), True
+            scores = {"lexical_support": round(cited[0], 3), "cosine": round(cited[1], 3)}
+            problem = v.check_grounding(*cited)
         if not problem and not sub.answerable:
             problem = v.check_refusal(answer)
         if problem:
@@ -104,6 +125,7 @@ class RagSkill(Skill):
             "instruction_type": sub.name,
             "answerable": sub.answerable,
             "citations": citations,
+            "citations_repaired": repaired,
             "refinement_rounds": len(refinements),
             "refinement": refinements,
             "teacher_model": ctx.teacher.model_name,
@@ -113,9 +135,24 @@ class RagSkill(Skill):
                          usage=trace.usage)
 
 
-async def _max_cosine(ctx: FlowContext, answer: str, passages: list[str]) -> float:
-    vectors = await asyncio.to_thread(ctx.index.embedder.encode, [answer, *passages])
-    return float(np.max(vectors[1:] @ vectors[0])) if len(passages) else 0.0
+async def _cosines(ctx: FlowContext, answer: str, documents: list[Chunk]) -> list[float]:
+    vectors = await asyncio.to_thread(ctx.index.embedder.encode,
+                                      [answer, *(d.text for d in documents)])
+    return [float(c) for c in vectors[1:] @ vectors[0]]
+
+
+def _grounding(answer: str, documents: list[Chunk], cosines: list[float],
+               citations: list[int]) -> tuple[float, float]:
+    """(lexical support, cosine) of the answer by the cited documents: its words may come from
+    any of them (multi-hop answers), its meaning must be close to at least one."""
+    cited = [documents[c - 1].text for c in citations]
+    return v.lexical_support(answer, cited), max(cosines[c - 1] for c in citations)
+
+
+def _best_supported(answer: str, documents: list[Chunk], cosines: list[float]) -> list[int] | None:
+    scored = [(_grounding(answer, documents, cosines, [n]), n) for n in range(1, len(documents) + 1)]
+    support, n = max(scored)
+    return [n] if v.check_grounding(*support) is None else None
 
 
 SKILL = RagSkill

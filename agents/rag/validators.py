@@ -13,8 +13,14 @@ STOPWORDS = frozenset(
     " no yes can could should would will shall may might must have has had than then so such into"
     " about over under also only any all each both more most other some their they them he she his"
     " her we you your our i me my one two use used using".split())
+# words that say nothing about a subject: a question made only of these is about nothing
+GENERIC = frozenset("answer answers question questions source sources text texts passage passages"
+                    " document documents information statement statements following given example"
+                    " mentioned described stated according provide provided details detail".split())
 REFUSAL_CUES = ("not", "no ", "cannot", "can't", "unable", "unknown", "n't", "none of the")
 YES_NO = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
+IMPERATIVE = re.compile(r"^\W*(summari[sz]e|describe|explain|list|name|give|compare|outline|state)\b",
+                        re.IGNORECASE)
 META_REFERENCE = re.compile(r"\b(the|this|given|above|following) (passage|text|excerpt)s?\b",
                             re.IGNORECASE)
 
@@ -28,10 +34,21 @@ def check_question(question: str) -> str | None:
     words = question.split()
     if len(words) < 4:
         return "question too short"
-    if len(content_words(question)) < 2:
+    if len(content_words(question) - GENERIC) < 2:
         return "question has no content words"
     if META_REFERENCE.search(question):
         return "question refers to 'the passage' instead of naming its subject"
+    if not question.rstrip().endswith("?") and not IMPERATIVE.match(question):
+        return "not a question or request"
+    return check_repetition(question)
+
+
+def check_on_topic(question: str, passages: list[str]) -> str | None:
+    """A question written from a passage names something in it."""
+    subject = content_words(question) - GENERIC
+    source = set().union(*(content_words(p) for p in passages))
+    if not subject & source:
+        return "question shares no subject word with its source passage"
     return None
 
 
@@ -76,6 +93,15 @@ def check_form(answer: str, expects: str) -> str | None:
         return "numeric answer contains no number"
     if expects == "list" and not re.search(r",|;|\n|\band\b", answer):
         return "list answer names fewer than two items"
+    return None
+
+
+def check_repetition(text: str, min_distinct: float = 0.5) -> str | None:
+    """Small teachers loop ("the answer is that the answer is that ..."): few distinct trigrams."""
+    words = text.lower().split()
+    trigrams = list(zip(words, words[1:], words[2:]))
+    if len(trigrams) >= 12 and len(set(trigrams)) / len(trigrams) < min_distinct:
+        return "degenerate repetition"
     return None
 
 

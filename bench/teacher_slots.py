@@ -1,0 +1,98 @@
+"""Aggregate decode throughput of the managed llama-server by slot count, JSON-schema constrained.
+
+    python bench/teacher_slots.py [--parallel 1,4,8] [--requests 16] [--max-tokens 200]
+
+Starts one server per slot count with the same GGUF, sends the same batch of concurrent
+schema-constrained requests to each, and prints completion tokens/s and the ratio to the first
+setting. Figures go to bench/RESULTS.md with the machine they were measured on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models import ChatMessage, default_teacher_gguf  # noqa: E402
+from models.llama_server import ManagedServer, ServerSettings  # noqa: E402
+from models.openai_client import OpenAICompatTeacher  # noqa: E402
+from models.server_build import ensure_binary  # noqa: E402
+from retrieval import chunk_document, load_documents  # noqa: E402
+
+
+class QA(BaseModel):
+    question: str = Field(min_length=10, max_length=200)
+    answer: str = Field(min_length=2, max_length=400)
+
+
+def prompts(n: int) -> list[str]:
+    docs, _ = load_documents(Path(__file__).resolve().parents[1] / "examples" / "docs")
+    chunks = [c for d in docs for c in chunk_document(d, size=1200, overlap=0)]
+    return [f"Write one question and its answer about this text.\n\n{chunks[i % len(chunks)].text}"
+            f"\n\nReply in JSON: {{\"question\": \"...\", \"answer\": \"...\"}}" for i in range(n)]
+
+
+async def measure(binary: Path, model: Path, parallel: int, texts: list[str], max_tokens: int,
+                  gpu_layers: int) -> tuple[float, int, float]:
+    settings = ServerSettings(model_path=model, binary=binary, parallel=parallel,
+                              ctx_per_slot=2048, gpu_layers=gpu_layers)
+    async with ManagedServer(settings) as server:
+        # the client allows every request in flight: the server's slots are what is measured
+        teacher = OpenAICompatTeacher(server.base_url, slots=len(texts), llama_cpp=True)
+        schema = QA.model_json_schema()
+        try:
+            await teacher.chat([ChatMessage(role="user", content="warm up")], max_tokens=8)
+            started = time.perf_counter()
+            done = await asyncio.gather(*(
+                teacher.chat([ChatMessage(role="user", content=t)], schema=schema,
+                             max_tokens=max_tokens, temperature=0.8, seed=i)
+                for i, t in enumerate(texts)))
+            elapsed = time.perf_counter() - started
+        finally:
+            await teacher.aclose()
+    tokens = sum(c.completion_tokens for c in done)
+    return tokens / elapsed, tokens, elapsed
+
+
+def machine() -> str:
+    cpu = platform.processor() or "cpu"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{os.cpu_count()} cores, {cpu}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--parallel", default="1,4,8")
+    p.add_argument("--requests", type=int, default=16)
+    p.add_argument("--max-tokens", type=int, default=200)
+    p.add_argument("--model", type=Path, default=None)
+    p.add_argument("--gpu-layers", type=int, default=0)
+    args = p.parse_args()
+    model = args.model or default_teacher_gguf()
+    binary = ensure_binary("llama-server", log=lambda m: print(m, file=sys.stderr))
+    texts = prompts(args.requests)
+    print(f"model {model.name}; {args.requests} concurrent schema-constrained requests, "
+          f"max_tokens {args.max_tokens}; {machine()}; gpu_layers {args.gpu_layers}")
+    base = None
+    for parallel in [int(x) for x in args.parallel.split(",")]:
+        rate, tokens, elapsed = asyncio.run(
+            measure(binary, model, parallel, texts, args.max_tokens, args.gpu_layers))
+        base = base or rate
+        print(f"--parallel {parallel:>2}: {rate:7.1f} tok/s ({tokens} tokens in {elapsed:.1f}s)  "
+              f"ratio vs first: {rate / base:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The command line: help, skill listing, and one clear line + exit code for bad input."""
+
+import subprocess
+import sys
+
+import pytest
+
+from engine.cli import EXIT_FATAL, EXIT_USAGE, main
+
+
+def run_main(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_explains_every_flag():
+    done = subprocess.run([sys.executable, "-m", "engine", "--help"], capture_output=True,
+                          text=True, check=True)
+    for flag in ("--skill", "--input", "--out", "--num", "--seed", "--teacher-model",
+                 "--teacher-url", "--parallel", "--gpu-layers", "--ctx", "--embedder",
+                 "--refine-rounds", "--near-dup-threshold", "--force"):
+        assert flag in done.stdout, flag
+
+
+def test_list_skills(capsys):
+    code, out, _ = run_main(capsys, "--list-skills")
+    assert code == 0
+    assert out.startswith("rag (9 instruction types") and "- unanswerable:" in out
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--num", "0"], "--num"),
+    (["--num", "-3"], "--num"),
+    (["--parallel", "0"], "--parallel"),
+    (["--ctx", "10"], "--ctx"),
+    (["--near-dup-threshold", "1.5"], "--near-dup-threshold"),
+    (["--chunk-size", "300", "--chunk-overlap", "300"], "--chunk-overlap"),
+])
+def test_bad_numbers_are_one_clear_line(capsys, corpus, tmp_path, argv, needle):
+    code, _, err = run_main(capsys, "--skill", "rag", "--input", str(corpus), "--out",
+                            str(tmp_path / "out"), *argv)
+    assert code == EXIT_USAGE
+    assert err.startswith("error: ") and needle in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()  # nothing was created
+
+
+def test_missing_arguments(capsys):
+    code, _, err = run_main(capsys, "--skill", "rag")
+    assert code == EXIT_USAGE and "--input" in err and "--out" in err
+
+
+def test_missing_input_path(capsys, tmp_path):
+    code, _, err = run_main(capsys, "--skill", "rag", "--input", str(tmp_path / "nope"),
+                            "--out", str(tmp_path / "out"))
+    assert code == EXIT_USAGE and "does not exist" in err
+
+
+def test_unknown_skill(capsys, corpus, tmp_path):
+    code, _, err = run_main(capsys, "--skill", "poetry", "--input", str(corpus), "--out",
+                            str(tmp_path / "out"))
+    assert code == EXIT_USAGE and "unknown skill 'poetry'" in err and "rag" in err
+
+
+def test_out_is_a_file(capsys, corpus, tmp_path):
+    target = tmp_path / "out"
+    target.write_text("precious")
+    code, _, err = run_main(capsys, "--skill", "rag", "--input", str(corpus), "--out", str(target),
+                            "--quiet")
+    assert code == EXIT_FATAL and "is a file" in err
+    assert target.read_text() == "precious"
+
+
+def test_corrupt_data_file_is_refused_and_kept(capsys, corpus, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    damaged = '{"id": "a"}\nGARBAGE\n{"id": "b"}\n'
+    (out / "data.jsonl").write_text(damaged)
+    code, _, err = run_main(capsys, "--skill", "rag", "--input", str(corpus), "--out", str(out),
+                            "--quiet")
+    assert code == EXIT_FATAL and "data.jsonl:2" in err
+    assert (out / "data.jsonl").read_text() == damaged

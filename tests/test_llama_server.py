@@ -1,0 +1,109 @@
+"""The managed llama-server with the embedded SmolLM2 GGUF: real process, real HTTP, real grammar."""
+
+import asyncio
+import os
+import signal
+
+import pytest
+from pydantic import BaseModel, Field
+
+from models import ChatMessage, chat_json
+from models.llama_server import ManagedServer, ServerSettings, ServerStartError, check_gguf
+from models.openai_client import OpenAICompatTeacher
+
+pytestmark = pytest.mark.slow
+
+
+class Fact(BaseModel):
+    subject: str = Field(min_length=2, max_length=40)
+    year: int = Field(ge=1000, le=2100)
+
+
+ASK = [ChatMessage(role="user", content="Give one historical event as JSON with a subject and "
+                   "a year. Example: {\"subject\": \"Moon landing\", \"year\": 1969}")]
+
+
+def settings(binary, gguf, tmp_path, **kw):
+    return ServerSettings(model_path=gguf, binary=binary, parallel=2, ctx_per_slot=1024,
+                          log_path=tmp_path / "server.log", **kw)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0); it is gone for our purposes
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"
+
+
+def test_server_answers_schema_constrained_json_restarts_and_stops(server_binary, teacher_gguf,
+                                                                   tmp_path):
+    async def main():
+        async with ManagedServer(settings(server_binary, teacher_gguf, tmp_path)) as server:
+            assert server.settings.host == "127.0.0.1"
+            teacher = OpenAICompatTeacher(lambda: server.base_url, slots=2, llama_cpp=True,
+                                          on_failure=server.ensure_alive)
+            try:
+                # the grammar forces the schema even from a 135M model: all replies parse
+                facts = await asyncio.gather(*(
+                    chat_json(teacher, ASK, Fact, max_tokens=64, temperature=0.8, seed=i)
+                    for i in range(4)))
+                for fact, completion in facts:
+                    assert 1000 <= fact.year <= 2100 and 2 <= len(fact.subject) <= 40
+                    assert completion.completion_tokens > 0 and completion.prompt_tokens > 0
+
+                # kill it mid-run: the next call notices, restarts it and succeeds
+                first_pid = server.pid
+                os.kill(first_pid, signal.SIGKILL)
+                fact, _ = await chat_json(teacher, ASK, Fact, max_tokens=64, seed=9)
+                assert server.restarts == 1 and server.pid != first_pid and server.alive
+            finally:
+                await teacher.aclose()
+            return server.pid  # leaving the context stops the process
+
+    last_pid = asyncio.run(main())
+    assert not pid_alive(last_pid)
+
+
+def test_prompt_cache_reuses_a_shared_prefix(server_binary, teacher_gguf, tmp_path):
+    async def main():
+        async with ManagedServer(settings(server_binary, teacher_gguf, tmp_path)) as server:
+            teacher = OpenAICompatTeacher(server.base_url, slots=1, llama_cpp=True)
+            prefix = "Background: " + "The river Thames flows through London. " * 30
+            try:
+                first = await teacher.chat([ChatMessage(role="user", content=prefix + "Q1?")],
+                                           max_tokens=8)
+                second = await teacher.chat([ChatMessage(role="user", content=prefix + "Q2?")],
+                                            max_tokens=8)
+            finally:
+                await teacher.aclose()
+            return first, second
+
+    first, second = asyncio.run(main())
+    assert second.cached_tokens > first.prompt_tokens // 2
+
+
+def test_bad_gguf_fails_with_a_clear_message(tmp_path, server_binary):
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"NOTAGGUF" * 10)
+    with pytest.raises(ServerStartError, match="not a GGUF file"):
+        check_gguf(fake)
+    with pytest.raises(ServerStartError, match="does not exist"):
+        check_gguf(tmp_path / "missing.gguf")
+
+
+def test_corrupt_gguf_with_valid_magic_reports_the_server_error(server_binary, tmp_path):
+    bad = tmp_path / "corrupt.gguf"
+    bad.write_bytes(b"GGUF" + os.urandom(4096))
+
+    async def main():
+        server = ManagedServer(settings(server_binary, bad, tmp_path, startup_timeout_s=60))
+        with pytest.raises(ServerStartError, match="exited during start-up") as info:
+            await server.start()
+        assert not server.alive
+        return str(info.value)
+
+    message = asyncio.run(main())
+    assert "server.log" in message  # points at the full log
