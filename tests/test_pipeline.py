@@ -11,6 +11,7 @@ import pytest
 from engine.config import RunConfig
 from engine.progress import Progress
 from engine.run import RunError, run
+from tests.conftest import TOPICS, write_corpus
 from tests.fakes import ScriptedTeacher, rag_replies
 
 
@@ -79,13 +80,18 @@ def test_exact_duplicates_are_rejected_with_a_reason(corpus, tmp_path):
     assert "exact duplicate" in reasons
 
 
-def test_near_duplicates_are_rejected(corpus, tmp_path):
-    # cosine 0.98 with all-MiniLM-L6-v2: different strings, same question
-    variants = itertools.cycle(["How tall is Mount Etna in Sicily?",
-                                "What is the height of Mount Etna in Sicily?"])
-    teacher = ScriptedTeacher(rag_replies(lambda p: next(variants)), slots=1)
+def test_near_duplicates_are_rejected(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", {"volcanoes.md": TOPICS["volcanoes.md"]})
+    # cosine 0.98 with all-MiniLM-L6-v2: different strings, same question; which one an item
+    # gets depends on its type, so both reach the gate whatever the order of completion
+    def question(prompt):
+        if prompt.startswith(("Write ONE single fact", "Write ONE summary")):
+            return "How tall is Mount Etna in Sicily?"
+        return "What is the height of Mount Etna in Sicily?"
+
+    teacher = ScriptedTeacher(rag_replies(question), slots=1)
     out = tmp_path / "out"
-    asyncio.run(run(config(corpus, out, num=2, max_attempts=8), Progress(quiet=True),
+    asyncio.run(run(config(corpus, out, num=2, max_attempts=27), Progress(quiet=True),
                     opener(teacher)))
     rejected = lines(out / "rejected.jsonl")
     near = [r for r in rejected if r["reason"].startswith("near duplicate")]
