@@ -1,10 +1,12 @@
-"""Aggregate decode throughput of the managed llama-server by slot count, JSON-schema constrained.
+"""Aggregate throughput of the managed llama-server by slot count, JSON-schema constrained.
 
     python bench/teacher_slots.py [--parallel 1,4,8] [--requests 16] [--max-tokens 200]
 
-Starts one server per slot count with the same GGUF, sends the same batch of concurrent
-schema-constrained requests to each, and prints completion tokens/s and the ratio to the first
-setting. Figures go to bench/RESULTS.md with the machine they were measured on.
+Starts one server per slot count with the same GGUF and sends the same batch of concurrent
+schema-constrained requests to each, in two workloads: `short` (a one-line prompt: decode-bound)
+and `rag` (a ~1,200-character passage per prompt, as the engine sends: prompt-processing heavy).
+Prints completion tokens per wall second and the ratio to the first slot count. Figures go to
+bench/RESULTS.md with the machine they were measured on.
 """
 
 from __future__ import annotations
@@ -33,7 +35,15 @@ class QA(BaseModel):
     answer: str = Field(min_length=2, max_length=400)
 
 
-def prompts(n: int) -> list[str]:
+TOPICS = ["rivers", "bread", "printing", "planets", "bees", "trains", "coffee", "volcanoes"]
+
+
+def short_prompts(n: int) -> list[str]:
+    return [f"Write one quiz question and its answer about {TOPICS[i % len(TOPICS)]} (#{i}). "
+            "Reply in JSON: {\"question\": \"...\", \"answer\": \"...\"}" for i in range(n)]
+
+
+def rag_prompts(n: int) -> list[str]:
     docs, _ = load_documents(Path(__file__).resolve().parents[1] / "examples" / "docs")
     chunks = [c for d in docs for c in chunk_document(d, size=1200, overlap=0)]
     return [f"Write one question and its answer about this text.\n\n{chunks[i % len(chunks)].text}"
@@ -59,7 +69,7 @@ async def measure(binary: Path, model: Path, parallel: int, texts: list[str], ma
         finally:
             await teacher.aclose()
     tokens = sum(c.completion_tokens for c in done)
-    return tokens / elapsed, tokens, elapsed
+    return tokens / elapsed, tokens, elapsed, sum(c.prompt_tokens for c in done)
 
 
 def machine() -> str:
@@ -82,16 +92,18 @@ def main() -> None:
     args = p.parse_args()
     model = args.model or default_teacher_gguf()
     binary = ensure_binary("llama-server", log=lambda m: print(m, file=sys.stderr))
-    texts = prompts(args.requests)
     print(f"model {model.name}; {args.requests} concurrent schema-constrained requests, "
           f"max_tokens {args.max_tokens}; {machine()}; gpu_layers {args.gpu_layers}")
-    base = None
-    for parallel in [int(x) for x in args.parallel.split(",")]:
-        rate, tokens, elapsed = asyncio.run(
-            measure(binary, model, parallel, texts, args.max_tokens, args.gpu_layers))
-        base = base or rate
-        print(f"--parallel {parallel:>2}: {rate:7.1f} tok/s ({tokens} tokens in {elapsed:.1f}s)  "
-              f"ratio vs first: {rate / base:.2f}x")
+    for workload, texts in (("short", short_prompts(args.requests)),
+                            ("rag", rag_prompts(args.requests))):
+        base = None
+        for parallel in [int(x) for x in args.parallel.split(",")]:
+            rate, tokens, elapsed, prompt_tokens = asyncio.run(
+                measure(binary, model, parallel, texts, args.max_tokens, args.gpu_layers))
+            base = base or rate
+            print(f"{workload:>5} --parallel {parallel:>2}: {rate:6.1f} completion tok/s "
+                  f"({tokens} tokens, {prompt_tokens} prompt tokens, {elapsed:.1f}s)  "
+                  f"vs --parallel {args.parallel.split(',')[0]}: {rate / base:.2f}x")
 
 
 if __name__ == "__main__":
