@@ -107,3 +107,27 @@ def test_corrupt_gguf_with_valid_magic_reports_the_server_error(server_binary, t
 
     message = asyncio.run(main())
     assert "server.log" in message  # points at the full log
+
+
+def test_url_backend_and_in_process_backend_with_the_real_model(server_binary, teacher_gguf,
+                                                                 tmp_path):
+    """Backend B (any OpenAI-compatible URL, here a llama-server we run) and backend C
+    (in-process llama-cpp-python, serialized) both return schema-valid replies."""
+    from models import TeacherSettings, open_teacher
+
+    async def main():
+        async with ManagedServer(settings(server_binary, teacher_gguf, tmp_path)) as server:
+            url_settings = TeacherSettings(url=server.base_url + "/v1", model_name="smol",
+                                           parallel=2)
+            async with open_teacher(url_settings) as teacher:
+                assert teacher.slots == 2 and teacher.model_name == "smol"
+                fact, _ = await chat_json(teacher, ASK, Fact, max_tokens=64, seed=1)
+                assert 1000 <= fact.year <= 2100
+        in_process = TeacherSettings(backend="in-process", model_path=teacher_gguf, ctx=1024)
+        async with open_teacher(in_process) as teacher:
+            assert teacher.slots == 1
+            replies = await asyncio.gather(*(chat_json(teacher, ASK, Fact, max_tokens=64, seed=i)
+                                             for i in range(2)))
+            assert all(1000 <= f.year <= 2100 for f, _ in replies)
+
+    asyncio.run(main())
