@@ -1,7 +1,7 @@
 """The OpenAI-compatible client against a small aiohttp server that misbehaves on purpose."""
 
 import asyncio
-import json
+from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
@@ -22,11 +22,12 @@ def reply(content, finish="stop"):
             "timings": {"cache_n": 5}, "model": "m"}
 
 
-async def serve(script):
-    """Start a server whose n-th request gets script[n] (a status code or a JSON body)."""
+async def serve(script, handler=None):
+    """Start a server whose n-th request gets script[n] (a status code or a JSON body), or whose
+    requests go to `handler`."""
     seen = []
 
-    async def handler(request):
+    async def scripted_handler(request):
         seen.append(await request.json())
         step = script[min(len(seen), len(script)) - 1]
         if isinstance(step, int):
@@ -39,7 +40,7 @@ async def serve(script):
         return web.json_response(step)
 
     app = web.Application()
-    app.router.add_post("/v1/chat/completions", handler)
+    app.router.add_post("/v1/chat/completions", handler or scripted_handler)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -48,18 +49,27 @@ async def serve(script):
     return runner, f"http://127.0.0.1:{port}", seen
 
 
+@asynccontextmanager
+async def scripted(script=(), handler=None, url_suffix="", **teacher_kw):
+    """A misbehaving server and a client pointed at it, both closed afterwards."""
+    runner, url, seen = await serve(script, handler)
+    teacher = OpenAICompatTeacher(url + url_suffix, **teacher_kw)
+    try:
+        yield teacher, seen
+    finally:
+        await teacher.aclose()
+        await runner.cleanup()
+
+
 MSG = [ChatMessage(role="user", content="hi")]
 
 
 def test_schema_is_sent_and_reply_parsed():
     async def main():
-        runner, url, seen = await serve([reply('{"question": "Why?"}')])
-        teacher = OpenAICompatTeacher(url + "/v1", slots=2, llama_cpp=True)
-        try:
+        # a base URL given with /v1 (as OpenAI clients expect) works too
+        async with scripted([reply('{"question": "Why?"}')], url_suffix="/v1", slots=2,
+                            llama_cpp=True) as (teacher, seen):
             value, completion = await chat_json(teacher, MSG, QA, max_tokens=40, seed=3)
-        finally:
-            await teacher.aclose()
-            await runner.cleanup()
         assert value.question == "Why?"
         assert (completion.prompt_tokens, completion.completion_tokens, completion.cached_tokens) == (11, 7, 5)
         body = seen[0]
@@ -72,13 +82,8 @@ def test_schema_is_sent_and_reply_parsed():
 
 def test_transient_500_is_retried_then_succeeds():
     async def main():
-        runner, url, seen = await serve([500, 503, reply('{"question": "Ok?"}')])
-        teacher = OpenAICompatTeacher(url, retries=3)
-        try:
+        async with scripted([500, 503, reply('{"question": "Ok?"}')], retries=3) as (teacher, seen):
             value, _ = await chat_json(teacher, MSG, QA)
-        finally:
-            await teacher.aclose()
-            await runner.cleanup()
         assert value.question == "Ok?" and len(seen) == 3
 
     asyncio.run(main())
@@ -86,14 +91,9 @@ def test_transient_500_is_retried_then_succeeds():
 
 def test_teacher_down_for_good_raises_unavailable():
     async def main():
-        runner, url, seen = await serve([500])
-        teacher = OpenAICompatTeacher(url, retries=2)
-        try:
+        async with scripted([500], retries=2) as (teacher, seen):
             with pytest.raises(TeacherUnavailable, match="failed 3 times"):
                 await teacher.chat(MSG)
-        finally:
-            await teacher.aclose()
-            await runner.cleanup()
         assert len(seen) == 3
 
     asyncio.run(main())
@@ -117,14 +117,9 @@ def test_server_error_with_json_body_is_an_item_failure_not_an_outage():
     async def main():
         body = {"error": {"code": 500, "message": "The model produced output that does not match",
                           "type": "server_error"}}
-        runner, url, seen = await serve([body | {"status": 500}])
-        teacher = OpenAICompatTeacher(url, retries=3)
-        try:
+        async with scripted([body | {"status": 500}], retries=3) as (teacher, seen):
             with pytest.raises(ReplyError, match="does not match") as info:
                 await teacher.chat(MSG)
-        finally:
-            await teacher.aclose()
-            await runner.cleanup()
         assert info.value.reason == "server error" and len(seen) == 1
 
     asyncio.run(main())
@@ -132,15 +127,10 @@ def test_server_error_with_json_body_is_an_item_failure_not_an_outage():
 
 def test_client_error_is_not_retried():
     async def main():
-        runner, url, seen = await serve([400])
-        teacher = OpenAICompatTeacher(url, retries=3)
-        try:
+        async with scripted([400], retries=3) as (teacher, seen):
             with pytest.raises(TeacherError, match="HTTP 400") as info:
                 await teacher.chat(MSG)
             assert not isinstance(info.value, TeacherUnavailable)
-        finally:
-            await teacher.aclose()
-            await runner.cleanup()
         assert len(seen) == 1
 
     asyncio.run(main())
@@ -155,14 +145,9 @@ def test_client_error_is_not_retried():
 ])
 def test_unusable_replies_raise_reply_error_with_raw_text(body, reason):
     async def main():
-        runner, url, _ = await serve([body])
-        teacher = OpenAICompatTeacher(url)
-        try:
+        async with scripted([body]) as (teacher, _):
             with pytest.raises(ReplyError) as info:
                 await chat_json(teacher, MSG, QA)
-        finally:
-            await teacher.aclose()
-            await runner.cleanup()
         assert info.value.reason == reason
         choices = body.get("choices")
         if choices:
@@ -183,19 +168,8 @@ def test_concurrency_never_exceeds_slots():
             in_flight -= 1
             return web.json_response(reply('{"question": "Fine?"}'))
 
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        teacher = OpenAICompatTeacher(f"http://127.0.0.1:{port}", slots=3)
-        try:
+        async with scripted(handler=handler, slots=3) as (teacher, _):
             await asyncio.gather(*(teacher.chat(MSG) for _ in range(12)))
-        finally:
-            await teacher.aclose()
-            await runner.cleanup()
         assert peak == 3
 
     asyncio.run(main())
