@@ -179,7 +179,7 @@ class Skill:
         trace.steps.append({"step": "instruct", "question": question})
         return question
 
-    def check_instruction(self, instruction: str) -> str | None:
+    def check_instruction(self, instruction: str, passages: list[str]) -> str | None:
         """Cheap checks before anything more is spent on an instruction; skills override."""
         return None
 
@@ -198,7 +198,7 @@ class Skill:
                                  suggestions=suggestions)
             edited = first_question((await self.ask(ctx, trace, "edit", prompt, Question,
                                                     seed + 211 * (rnd + 1))).question)
-            problem = self.check_instruction(edited)
+            problem = self.check_instruction(edited, passages)
             trace.steps.append({"step": "refine", "round": rnd + 1, "goal": goal,
                                 "suggestions": suggestions, "before": question, "after": edited,
                                 "kept": problem is None, **({"dropped_because": problem}

@@ -151,3 +151,20 @@ def test_changing_the_seed_on_an_existing_out_is_refused(corpus, tmp_path):
     with pytest.raises(RunError, match="seed 0 → 1"):
         asyncio.run(run(config(corpus, out, num=2, seed=1), Progress(quiet=True),
                         opener(ScriptedTeacher(rag_replies(unique_questions())))))
+
+
+def test_an_edit_that_breaks_the_question_is_dropped_and_recorded(corpus, tmp_path):
+    base = rag_replies(unique_questions())
+
+    def reply(messages, schema):
+        if messages[-1].content.startswith("Rewrite the question"):
+            return json.dumps({"question": "According to the passage, what is stated there?"})
+        return base(messages, schema)
+
+    out = tmp_path / "out"
+    asyncio.run(run(config(corpus, out, num=2), Progress(quiet=True),
+                    opener(ScriptedTeacher(reply))))
+    for rec in lines(out / "data.jsonl"):
+        [step] = rec["metadata"]["refinement"]
+        assert step["kept"] is False and "passage" in step["dropped_because"]
+        assert rec["metadata"]["instruction"] == step["before"] in DISTINCT

@@ -36,8 +36,8 @@ def _overlaps(a: Chunk, b: Chunk) -> bool:
 
 
 class RagSkill(Skill):
-    def check_instruction(self, instruction: str) -> str | None:
-        return v.check_question(instruction)
+    def check_instruction(self, instruction: str, passages: list[str]) -> str | None:
+        return v.check_question(instruction) or v.check_on_topic(instruction, passages)
 
     async def partners(self, ctx: FlowContext, seed: Chunk, count: int) -> list[Chunk]:
         """Second passages for multi-passage types: the seed's nearest non-overlapping chunks."""
@@ -68,8 +68,7 @@ class RagSkill(Skill):
         passages = [await self.transform(ctx, trace, c, item.transformation) for c in sources]
 
         question = await self.instruct(ctx, trace, sub, passages, item.seed)
-        if problem := self.check_instruction(question) or v.check_on_topic(
-                question, [c.text for c in sources]):
+        if problem := self.check_instruction(question, passages):
             raise Rejected("instruct", problem, raw=question)
         question = await self.refine(ctx, trace, sub, passages, question, item.seed)
 
@@ -102,7 +101,7 @@ class RagSkill(Skill):
         if not problem and not sub.answerable:
             problem = v.check_refusal(answer)
         if problem:
-            detail = ", ".join(f"{k} {v:.2f}" for k, v in scores.items())
+            detail = ", ".join(f"{name} {value:.2f}" for name, value in scores.items())
             raise Rejected("validate", problem, detail, raw=reply.model_dump_json())
 
         content = answer
