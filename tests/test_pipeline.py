@@ -158,7 +158,7 @@ def test_an_edit_that_breaks_the_question_is_dropped_and_recorded(corpus, tmp_pa
 
     def reply(messages, schema):
         if messages[-1].content.startswith("Rewrite the question"):
-            return json.dumps({"question": "According to the passage, what is stated there?"})
+            return json.dumps({"question": "According to the passage, how tall is Mount Etna?"})
         return base(messages, schema)
 
     out = tmp_path / "out"
