@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-tokens", type=int, default=320, help="max tokens per teacher reply")
     f.add_argument("--temperature", type=float, default=0.7)
     f.add_argument("--max-attempts", type=int, help="stop after this many work items in this run "
-                   "(default: 10 × --num)")
+                   "(default: 50 × --num)")
 
     r = p.add_argument_group("retrieval and dedup")
     r.add_argument("--embedder", type=Path, help="local sentence-transformers folder (default: "

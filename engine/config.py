@@ -34,7 +34,7 @@ class RunConfig(BaseModel):
 
     @property
     def attempts_cap(self) -> int:
-        return self.max_attempts or self.num * 10
+        return self.max_attempts or self.num * 50
 
     def generation_key(self, teacher_name: str) -> dict:
         """What defines the data: changing any of these on an existing --out is refused."""
