@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.in_process import InProcessTeacher
 from models.llama_server import ManagedServer, ServerSettings
 from models.openai_client import OpenAICompatTeacher
-from models.server_build import ServerBuildError, ensure_binary
 from models.teacher import Teacher, TeacherError
 
 log = logging.getLogger(__name__)
@@ -72,6 +71,9 @@ async def open_teacher(
         finally:
             await teacher.aclose()
         return
+
+    # imported here so that `python -m models.server_build` runs without a runpy warning
+    from models.server_build import ServerBuildError, ensure_binary
 
     model = settings.model_path or default_teacher_gguf()
     binary = None

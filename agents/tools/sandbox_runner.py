@@ -1,0 +1,80 @@
+"""Runs the untrusted code inside the sandbox: started as `python -c <this file's text>`.
+
+    python -c RUNNER REPORT_FD HAS_TESTS
+
+Executes ./main.py as `__main__`, then (HAS_TESTS == "1") ./test_main.py in the same namespace,
+then calls any test_* functions the tests defined. Exit status is non-zero when either part
+raises. After each part completes it writes "main" / "tests" to REPORT_FD, so the engine can
+tell which part failed, and so a `main.py` that calls os._exit(0) before the tests run is not
+mistaken for passing tests.
+
+The report is a guard against accidents and the obvious shortcut, not against deliberate
+tampering: the untrusted code runs in this very process and could write to REPORT_FD itself.
+
+Runs under the system interpreter with -S: stdlib only, and no imports from this project.
+"""
+
+import builtins
+import os
+import sys
+import traceback
+
+
+def _run_part(source: str, filename: str, namespace: dict) -> None:
+    exec(compile(source, filename, "exec"), namespace)
+
+
+def _fail(exc: BaseException) -> None:
+    # Skip our own frame so the traceback starts in the user's file, as `python main.py` would.
+    traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None)
+    sys.stderr.flush()
+    os._exit(1)
+
+
+def main() -> None:
+    report_fd = int(sys.argv[1])
+    has_tests = sys.argv[2] == "1"
+    # Processes the code spawns must not inherit the report pipe.
+    os.set_inheritable(report_fd, False)
+    # Read both files before the code runs: it may chdir or delete them.
+    with open("main.py", encoding="utf-8") as f:
+        main_source = f.read()
+    tests_source = ""
+    if has_tests:
+        with open("test_main.py", encoding="utf-8") as f:
+            tests_source = f.read()
+
+    sys.argv = ["main.py"]
+    namespace = {"__name__": "__main__", "__file__": "main.py", "__builtins__": builtins}
+    try:
+        _run_part(main_source, "main.py", namespace)
+    except SystemExit as exc:
+        # `sys.exit()` at the end of a script is normal; with tests we carry on to them.
+        if exc.code not in (None, 0) or not has_tests:
+            raise
+    except BaseException as exc:
+        _fail(exc)
+    sys.stdout.flush()
+    os.write(report_fd, b"main\n")
+    if not has_tests:
+        return
+
+    before = set(namespace)
+    try:
+        _run_part(tests_source, "test_main.py", namespace)
+        for name in sorted(set(namespace) - before):
+            if name.startswith("test") and callable(namespace[name]):
+                namespace[name]()
+    except SystemExit as exc:
+        # Any exit here, even sys.exit(0), means the tests did not all run: code under test that
+        # exits when called must not count as passing.
+        print(f"tests stopped early: SystemExit({exc.code!r})", file=sys.stderr)
+        _fail(exc)
+    except BaseException as exc:
+        _fail(exc)
+    sys.stdout.flush()
+    os.write(report_fd, b"tests\n")
+
+
+if __name__ == "__main__":
+    main()
