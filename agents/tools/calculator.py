@@ -207,6 +207,9 @@ def _name(node: ast.Name) -> Number:
 
 def _call(node: ast.Call) -> Number:
     where = f"at column {node.col_offset + 1}"
+    if isinstance(node.func, ast.Attribute):
+        raise CalculatorError(f"attribute access ('.{node.func.attr}') is not allowed {where}: "
+                              f"call the listed functions by bare name, e.g. sqrt(2)")
     if not isinstance(node.func, ast.Name):
         raise CalculatorError(f"only the listed functions can be called, e.g. sqrt(2) ({where})")
     name = node.func.id
@@ -217,7 +220,10 @@ def _call(node: ast.Call) -> Number:
         raise CalculatorError(f"{name}: pass plain positional arguments only ({where})")
     function, least, most = _FUNCTIONS[name]
     if len(node.args) < least or (most is not None and len(node.args) > most):
-        expected = f"{least}" if least == most else f"{least} or more" if most is None else f"{least} to {most}"
+        if most is None:
+            expected = f"{least} or more"
+        else:
+            expected = f"{least}" if least == most else f"{least} to {most}"
         raise CalculatorError(f"{name} takes {expected} argument(s), got {len(node.args)} ({where})")
     args = [_evaluate(arg) for arg in node.args]
     try:
@@ -256,5 +262,6 @@ def _unsupported(node: ast.AST) -> str:
     if isinstance(node, ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp):
         return f"comprehensions are not allowed{where}"
     if isinstance(node, ast.Compare | ast.BoolOp):
-        return f"comparisons and boolean logic are not supported{where}; this is an arithmetic calculator"
-    return f"{type(node).__name__} expressions are not supported{where}; use numbers, operators and the listed functions"
+        return f"comparisons and boolean logic are not supported{where}: this is an arithmetic calculator"
+    return (f"{type(node).__name__} expressions are not supported{where}; "
+            "use numbers, operators and the listed functions")

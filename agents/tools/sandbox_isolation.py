@@ -1,29 +1,29 @@
 """Which isolation the sandbox can get on this machine, found once per process by trying it.
 
-Strongest (needs root and util-linux `unshare`, `setpriv`, `mount`; used whenever it works):
+Strongest (needs root and util-linux `unshare` and `setpriv`; used whenever it works):
 
     unshare --mount --net --ipc --pid --fork --kill-child --mount-proc --
-        sh -c SETUP        # root, inside the new namespaces: private tmpfs /tmp, hide the project
-        python -c INIT     # root, PID 1 of the namespace: reaps, reports the exit status
+        python -c INIT     # root, PID 1 of the new namespaces: mounts a private /tmp, hides the
+                           # project, starts the runner, reaps, reports the exit status
         setpriv --reuid=65534 ... --no-new-privs --bounding-set=-all --
         python -c RUNNER   # uid 65534, no capabilities: runs main.py (+ tests)
 
 - no network: a fresh network namespace has only a loopback device, and it is down;
 - no files of the host's /tmp, /var/tmp, /dev/shm, /run/lock: each is a fresh tmpfs, /tmp
   (the working directory) capped at Limits.scratch_mb; the project checkout is covered by an
-  empty tmpfs, so even absolute paths to it find nothing;
+  empty read-only tmpfs, so even absolute paths to it find nothing;
 - uid 65534 (nobody): the kernel does not enforce RLIMIT_NPROC for root, and root could undo
   every other restriction, so the code must not run as root;
 - a PID namespace: when the run ends, its PID 1 exits and the kernel kills everything left,
   including processes that escaped our process group with setsid().
 
-The interpreter is a *system* python readable by uid 65534 (here /usr/bin/python3): the
-project's venv python resolves into /root/.pyenv, which that uid cannot enter. It runs with
--S (no site-packages), so only the stdlib is importable.
+The interpreter is a *system* python usable by uid 65534 (here /usr/bin/python3): the
+project's venv python resolves into /root/.pyenv, under /root (mode 0700). It runs with -S (no
+site-packages), so only the stdlib is importable.
 
 Fallbacks, each announced by one WARNING per process: without namespaces (not root, or
-unshare refused) there is no network isolation, /tmp is shared with the host and a process that
-calls setsid() can outlive the run; when not root the code also runs as the engine's own user.
+unshare refused) there is no network isolation and /tmp is shared with the host; when not root
+the code also runs as the engine's own user, and could kill the init that reports on it.
 """
 
 from __future__ import annotations
@@ -48,30 +48,6 @@ SYSTEM_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
 # .pyc files. Not -I: it implies -E, which would ignore PYTHONHASHSEED in the env we hand over;
 # that env is built from scratch, so -E would protect nothing.
 PYTHON_FLAGS = ("-s", "-S", "-P", "-B")
-# Inside the namespaces, before the privilege drop: $1 host scratch dir (holds main.py, maybe
-# test_main.py), $2 /tmp size in MiB, $3 sandbox uid, $4 gid, $5 dirs to cover, ':'-separated;
-# the rest is the command to exec.
-NAMESPACE_SETUP = r"""
-set -eu
-scratch=$1 size_mb=$2 uid=$3 gid=$4 hide=$5
-shift 5
-# Keep the scratch dir as our cwd: /tmp is covered next and the scratch dir usually lives there.
-cd "$scratch"
-mount -t tmpfs -o "size=${size_mb}m,mode=0700,uid=$uid,gid=$gid,nosuid,nodev" sandbox-tmp /tmp
-for dir in /var/tmp /dev/shm /run/lock; do
-    if [ -d "$dir" ]; then mount -t tmpfs -o size=1m,mode=1777,nosuid,nodev sandbox-aux "$dir"; fi
-done
-set -f  # split $hide on ':' only, no globbing
-IFS=:
-for dir in $hide; do
-    if [ -d "$dir" ]; then mount -t tmpfs -o ro,size=4k,mode=0755,nosuid,nodev sandbox-hidden "$dir"; fi
-done
-unset IFS
-set +f
-cp -- ./*.py /tmp/
-cd /tmp
-exec "$@"
-"""
 
 
 class SandboxUnavailable(RuntimeError):
@@ -86,7 +62,7 @@ class Isolation(BaseModel):
     sandbox_uid: int | None  # None: the code runs as the engine's own user
     unshare: str | None = None
     setpriv: str | None = None
-    hidden_dirs: tuple[str, ...] = ()  # covered by an empty tmpfs inside the namespaces
+    hidden_dirs: tuple[str, ...] = ()  # covered by an empty read-only tmpfs in the namespaces
 
 
 _lock = threading.Lock()
@@ -109,14 +85,17 @@ def _probe() -> Isolation:
     drop = is_root and setpriv is not None
     python = _find_python(setpriv if drop else None)
 
-    namespace_problem = _namespace_problem(is_root, unshare, drop)
+    namespace_problem = _namespace_problem(is_root, unshare, drop, python)
     namespaces = namespace_problem is None
     if not namespaces:
         log.warning("network isolation unavailable: %s; sandboxed code can reach the network, "
-                    "shares /tmp with the host, and processes it detaches with setsid() can "
-                    "outlive the run", namespace_problem)
+                    "shares /tmp with the host and can read the project checkout",
+                    namespace_problem)
     if not drop:
-        user = pwd.getpwuid(os.geteuid()).pw_name
+        try:
+            user = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:  # a uid without a passwd entry, common in containers
+            user = f"uid {os.geteuid()}"
         why = "the engine is not root" if not is_root else "setpriv (util-linux) is missing"
         log.warning("sandboxed code runs as %r because %s: it can read and write whatever that "
                     "user can", user, why)
@@ -134,7 +113,11 @@ def _find_python(setpriv: str | None) -> str:
     for candidate in dict.fromkeys(os.path.realpath(c) for c in candidates):
         if not os.path.isfile(candidate):
             continue
-        command = [candidate, *PYTHON_FLAGS, "-c", "import builtins, json, os, traceback"]
+        # os.access as the sandbox uid: on some machines exec of a binary under an unreadable
+        # dir (/root/.pyenv) "works" but starts a different interpreter; insist on a plain one.
+        check = ("import builtins, ctypes, os, sys, traceback\n"
+                 "assert os.access(sys.executable, os.R_OK | os.X_OK), sys.executable")
+        command = [candidate, *PYTHON_FLAGS, "-c", check]
         if setpriv is not None:
             command = [setpriv, f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_GID}",
                        "--clear-groups", "--", *command]
@@ -144,18 +127,23 @@ def _find_python(setpriv: str | None) -> str:
             return candidate
         tried.append(f"{candidate}: {probe.stderr.strip()[-200:] or f'exit {probe.returncode}'}")
     who = f"uid {SANDBOX_UID}" if setpriv else "this user"
-    raise SandboxUnavailable(f"no python 3.11+ that {who} can execute; tried: {'; '.join(tried) or 'none found'}. "
-                             "Install a system python (e.g. apt-get install python3) readable by that user.")
+    raise SandboxUnavailable(f"no python 3.11+ that {who} can execute; tried: "
+                             f"{'; '.join(tried) or 'none found'}. Install a system python "
+                             "(e.g. apt-get install python3) usable by that user.")
 
 
-def _namespace_problem(is_root: bool, unshare: str | None, drop: bool) -> str | None:
+def _namespace_problem(is_root: bool, unshare: str | None, drop: bool, python: str) -> str | None:
     if not is_root:
         return "the engine is not root (unshare needs CAP_SYS_ADMIN)"
-    if unshare is None or not drop or shutil.which("mount", path=SYSTEM_PATH) is None:
-        return "util-linux unshare, setpriv or mount is missing"
+    if unshare is None or not drop:
+        return "util-linux unshare or setpriv is missing"
+    # The same steps a run takes: all namespaces, then a tmpfs mount from python via libc.
+    mount_tmp = ("import ctypes\n"
+                 "libc = ctypes.CDLL(None, use_errno=True)\n"
+                 "if libc.mount(b'sandbox-probe', b'/tmp', b'tmpfs', 0, b'size=1m'):\n"
+                 "    raise OSError(ctypes.get_errno(), 'mount tmpfs on /tmp')")
     probe = subprocess.run([unshare, "--mount", "--net", "--ipc", "--pid", "--fork", "--kill-child",
-                            "--mount-proc", "--", "/bin/sh", "-c",
-                            "mount -t tmpfs -o size=1m sandbox-probe /tmp"],
+                            "--mount-proc", "--", python, *PYTHON_FLAGS, "-c", mount_tmp],
                            capture_output=True, text=True, env={"PATH": SYSTEM_PATH}, cwd="/", timeout=30)
     if probe.returncode != 0:
         return f"'unshare' failed: {probe.stderr.strip()[-300:] or f'exit {probe.returncode}'}"
@@ -168,6 +156,6 @@ def _dirs_to_hide(python: str) -> tuple[str, ...]:
     root = Path(__file__).resolve().parents[2]
     if not (root / "pyproject.toml").is_file() or root == Path("/"):
         return ()
-    if Path(python).resolve().is_relative_to(root) or ":" in str(root):
+    if Path(python).resolve().is_relative_to(root):
         return ()
     return (str(root),)

@@ -17,18 +17,23 @@ Runs under the system interpreter with -S: stdlib only, and no imports from this
 import builtins
 import os
 import sys
-import traceback
-
-
-def _run_part(source: str, filename: str, namespace: dict) -> None:
-    exec(compile(source, filename, "exec"), namespace)
 
 
 def _fail(exc: BaseException) -> None:
+    # os._exit skips the interpreter's own flush, so flush what the code printed first.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # the code may have closed or replaced it
+            pass
+    import traceback  # here, not at the top: it doubles the interpreter's startup time
+
     # Skip our own frame so the traceback starts in the user's file, as `python main.py` would.
     traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None)
-    sys.stderr.flush()
-    os._exit(1)
+    try:
+        sys.stderr.flush()
+    finally:
+        os._exit(1)
 
 
 def main() -> None:
@@ -45,9 +50,14 @@ def main() -> None:
             tests_source = f.read()
 
     sys.argv = ["main.py"]
-    namespace = {"__name__": "__main__", "__file__": "main.py", "__builtins__": builtins}
+    # A real __main__ module, as `python main.py` has: pickle and multiprocessing look there.
+    module = type(sys)("__main__")
+    module.__file__ = "main.py"
+    module.__builtins__ = builtins
+    sys.modules["__main__"] = module
+    namespace = module.__dict__
     try:
-        _run_part(main_source, "main.py", namespace)
+        exec(compile(main_source, "main.py", "exec"), namespace)
     except SystemExit as exc:
         # `sys.exit()` at the end of a script is normal; with tests we carry on to them.
         if exc.code not in (None, 0) or not has_tests:
@@ -61,7 +71,7 @@ def main() -> None:
 
     before = set(namespace)
     try:
-        _run_part(tests_source, "test_main.py", namespace)
+        exec(compile(tests_source, "test_main.py", "exec"), namespace)
         for name in sorted(set(namespace) - before):
             if name.startswith("test") and callable(namespace[name]):
                 namespace[name]()
