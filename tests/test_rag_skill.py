@@ -181,3 +181,14 @@ def test_first_question_cuts_what_follows_the_question(raw, kept):
 def test_check_on_topic(question, ok):
     passage = "Honey bees live in colonies of 20,000 to 80,000 workers with a single queen."
     assert (v.check_on_topic(question, [passage]) is None) == ok
+
+
+@pytest.mark.parametrize("answer, ok", [
+    ("Titan is the largest moon in the Solar System, bigger than Mercury.", False),
+    ("The largest moon, Titan.", False),
+    ("Ganymede, which orbits Jupiter, is the largest moon.", True),
+    ("Yes, since 1825.", True),
+])
+def test_check_adds_information(answer, ok):
+    question = "Is Titan the largest moon in the Solar System, bigger than Mercury?"
+    assert (v.check_adds_information(question, answer) is None) == ok

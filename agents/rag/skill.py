@@ -87,7 +87,7 @@ class RagSkill(Skill):
         if not problem:
             problem = v.check_repetition(answer)
         if not problem and sub.answerable:
-            problem = v.check_form(answer, sub.expects)
+            problem = v.check_form(answer, sub.expects) or v.check_adds_information(question, answer)
         repaired = False
         if not problem and sub.answerable:
             cosines = await _cosines(ctx, answer, documents)

@@ -61,6 +61,16 @@ def lexical_support(answer: str, passages: list[str]) -> float:
     return len(words & source) / len(words)
 
 
+def check_adds_information(question: str, answer: str, min_novelty: float = 0.3) -> str | None:
+    """An answer that only restates the question is fully 'supported' by any passage that the
+    question came from, and teaches nothing: require words the question does not have."""
+    answer_words = content_words(answer)
+    new = answer_words - content_words(question)
+    if not new or (len(answer_words) >= 3 and len(new) / len(answer_words) < min_novelty):
+        return "answer only restates the question"
+    return None
+
+
 def check_citations(citations: list[int], n_documents: int, answerable: bool,
                     sub: Subcategory) -> str | None:
     if not sub.answerable:
