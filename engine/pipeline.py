@@ -111,24 +111,26 @@ def _first(group: BaseExceptionGroup) -> BaseException:
     return exc
 
 
+def rejection(item: WorkItem, stage: str, reason: str, detail: str = "", raw: str = "",
+              usage: Usage | None = None) -> Rejection:
+    return Rejection(id=item.id, skill=item.skill, subcategory=item.subcategory, stage=stage,
+                     reason=reason, detail=detail, raw=raw[:4000], usage=usage or Usage(),
+                     metadata={"transformation": item.transformation,
+                               "seed_chunk_id": item.seed_chunk_id})
+
+
 async def _run_item(skill: Skill, ctx: FlowContext, item: WorkItem) -> Candidate | Rejection:
-    def rejection(stage: str, reason: str, detail: str = "", raw: str = "",
-                  usage: Usage | None = None) -> Rejection:
-        return Rejection(id=item.id, skill=item.skill, subcategory=item.subcategory, stage=stage,
-                         reason=reason, detail=detail, raw=raw[:4000], usage=usage or Usage(),
-                         metadata={"transformation": item.transformation,
-                                   "seed_chunk_id": item.seed_chunk_id})
     try:
         return await skill.run(ctx, item)
     except Rejected as exc:
-        return rejection(exc.stage, exc.reason, exc.detail, exc.raw, exc.usage)
+        return rejection(item, exc.stage, exc.reason, exc.detail, exc.raw, exc.usage)
     except TeacherUnavailable:
         raise  # the run stops; everything written so far stays and resumes
     except TeacherError as exc:
-        return rejection("teacher", "request refused", str(exc)[:500])
+        return rejection(item, "teacher", "request refused", str(exc)[:500])
     except Exception as exc:  # a bug on one odd item must not end a day-long run
         log.exception("item %s failed unexpectedly", item.id)
-        return rejection("error", type(exc).__name__, str(exc)[:500])
+        return rejection(item, "error", type(exc).__name__, str(exc)[:500])
 
 
 async def _sink(result: Candidate | Rejection, sinks: Sinks, stats: RunStats) -> None:
@@ -148,10 +150,8 @@ async def _sink(result: Candidate | Rejection, sinks: Sinks, stats: RunStats) ->
             stats.subcategories[record.subcategory] += 1
             stats.usage.merge(result.usage)
             return
-        result = Rejection(id=result.item.id, skill=result.item.skill,
-                           subcategory=result.item.subcategory, stage="dedup", reason=reason,
-                           detail=f"cosine {similarity:.3f}", raw=result.instruction,
-                           usage=result.usage)
+        result = rejection(result.item, "dedup", reason, f"cosine {similarity:.3f}",
+                           result.instruction, result.usage)
     sinks.rejected.write(result.model_dump(mode="json"))
     sinks.done_ids.add(result.id)
     stats.rejected += 1

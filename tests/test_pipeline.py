@@ -168,3 +168,25 @@ def test_an_edit_that_breaks_the_question_is_dropped_and_recorded(corpus, tmp_pa
         [step] = rec["metadata"]["refinement"]
         assert step["kept"] is False and "passage" in step["dropped_because"]
         assert rec["metadata"]["instruction"] == step["before"] in DISTINCT
+
+
+def test_a_wrong_citation_is_replaced_by_the_document_that_supports_the_answer(corpus, tmp_path):
+    base = rag_replies(unique_questions())
+
+    def reply(messages, schema):
+        text = base(messages, schema)
+        if schema and "answerable" in schema.get("properties", {}) and "[2]" in messages[-1].content:
+            answer = json.loads(text)
+            if answer["answerable"]:  # words of document [1], but cite document [2]
+                return json.dumps(answer | {"citations": [2]})
+        return text
+
+    out = tmp_path / "out"
+    asyncio.run(run(config(corpus, out, num=3), Progress(quiet=True),
+                    opener(ScriptedTeacher(reply))))
+    repaired = [r for r in lines(out / "data.jsonl") if r["metadata"]["citations_repaired"]]
+    assert repaired
+    for rec in repaired:
+        assert rec["metadata"]["citations"] == [1]
+        assert rec["messages"][2]["content"].endswith("Sources: [1]")
+        assert rec["metadata"]["validator_scores"]["lexical_support"] == 1.0

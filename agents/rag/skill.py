@@ -95,7 +95,7 @@ class RagSkill(Skill):
             if v.check_grounding(*cited) and (best := _best_supported(answer, documents, cosines)):
                 # the answer is grounded, but in another document than the one it cites:
                 # cite what measurably supports it rather than drop a correct answer
-                citations, cited, repaired = best, _grounding(answer, documents, cosines, best), True
+                (citations, cited), repaired = best, True
             scores = {"lexical_support": round(cited[0], 3), "cosine": round(cited[1], 3)}
             problem = v.check_grounding(*cited)
         if not problem and not sub.answerable:
@@ -148,10 +148,12 @@ def _grounding(answer: str, documents: list[Chunk], cosines: list[float],
     return v.lexical_support(answer, cited), max(cosines[c - 1] for c in citations)
 
 
-def _best_supported(answer: str, documents: list[Chunk], cosines: list[float]) -> list[int] | None:
+def _best_supported(answer: str, documents: list[Chunk], cosines: list[float]
+                    ) -> tuple[list[int], tuple[float, float]] | None:
+    """The single document that supports the answer best, with its support, if it is enough."""
     scored = [(_grounding(answer, documents, cosines, [n]), n) for n in range(1, len(documents) + 1)]
     support, n = max(scored)
-    return [n] if v.check_grounding(*support) is None else None
+    return ([n], support) if v.check_grounding(*support) is None else None
 
 
 SKILL = RagSkill
