@@ -23,6 +23,7 @@ from models import ChatMessage, ReplyError, Teacher, chat_json
 from retrieval import Chunk, CorpusIndex
 
 T = TypeVar("T", bound=BaseModel)
+COMMON_PROMPTS = Path(__file__).parent / "common_prompts"
 
 
 class FlowSettings(BaseModel):
@@ -34,6 +35,10 @@ class FlowSettings(BaseModel):
     reply_retries: int = Field(2, ge=0, le=10)
     per_chunk: int = Field(2, ge=1, le=50, description="instructions planned per seed chunk in a row")
     retrieval_k: int = Field(4, ge=1, le=20)
+    tool_steps: int = Field(2, ge=0, le=8, description="tool calls the teacher may make per answer")
+    unanswerable_share: float | None = Field(
+        None, ge=0, le=1, description="share of unanswerable types in the plan (default: the "
+        "taxonomy's weights)")
 
 
 @dataclass
@@ -84,9 +89,10 @@ class Skill:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.spec: SkillSpec = load_spec(folder)
+        # a skill's own prompts first; the shared ones (generic refinement) fill the gaps
         self._env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(folder / "prompts"), undefined=jinja2.StrictUndefined,
-            keep_trailing_newline=False, autoescape=False)
+            loader=jinja2.FileSystemLoader([folder / "prompts", COMMON_PROMPTS]),
+            undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
 
     @property
     def name(self) -> str:
@@ -95,9 +101,20 @@ class Skill:
     def render(self, template: str, **values: Any) -> str:
         return self._env.get_template(template).render(**values).strip()
 
+    def has_template(self, template: str) -> bool:
+        return (self.folder / "prompts" / template).is_file()
+
+    def seed_chunks(self, chunks: Sequence[Chunk]) -> list[Chunk]:
+        """The chunks this skill prefers as seeds (code for coding skills); all when none fit."""
+        if self.spec.seeds == "any":
+            return list(chunks)
+        fit = [c for c in chunks if (c.kind == "code") == (self.spec.seeds == "code")]
+        return fit or list(chunks)
+
     # -- planning ---------------------------------------------------------------------------
 
-    def plan(self, chunks: Sequence[Chunk], seed: int, per_chunk: int = 2) -> Iterator[WorkItem]:
+    def plan(self, chunks: Sequence[Chunk], seed: int, per_chunk: int = 2,
+             unanswerable_share: float | None = None) -> Iterator[WorkItem]:
         """An endless, deterministic stream of work items spread evenly over the taxonomy.
 
         Subcategories are dealt like cards (weighted, reshuffled each deck) so every type gets its
@@ -105,7 +122,8 @@ class Skill:
         the transformation cache are reused.
         """
         rng = random.Random(seed)
-        order = list(chunks)
+        order = self.seed_chunks(chunks)
+        taxonomy = _reweighted(self.spec.taxonomy, unanswerable_share)
         deck: list[Subcategory] = []
         n = 0
         for rnd in range(1_000_000):
@@ -113,7 +131,7 @@ class Skill:
             for chunk in order:
                 for _ in range(per_chunk):
                     if not deck:
-                        deck = _weighted_deck(self.spec.taxonomy, rng)
+                        deck = _weighted_deck(taxonomy, rng)
                     sub = deck.pop()
                     trans = rng.choices(self.spec.transformations,
                                         weights=[t.weight for t in self.spec.transformations])[0]
@@ -218,6 +236,24 @@ class Skill:
 
     async def generate(self, ctx: FlowContext, item: WorkItem, trace: Trace) -> Candidate:
         raise NotImplementedError(f"skill {self.name} must implement generate()")
+
+
+def _reweighted(taxonomy: Sequence[Subcategory], unanswerable_share: float | None
+                ) -> list[Subcategory]:
+    """Scale weights so unanswerable types make up the requested share of the plan."""
+    no = [s for s in taxonomy if not s.answerable]
+    yes = [s for s in taxonomy if s.answerable]
+    if unanswerable_share is None or not no or not yes:
+        return list(taxonomy)
+    if unanswerable_share == 0:
+        return yes
+    if unanswerable_share == 1:
+        return no
+    total_no, total_yes = sum(s.weight for s in no), sum(s.weight for s in yes)
+    scale_no = unanswerable_share / total_no
+    scale_yes = (1 - unanswerable_share) / total_yes
+    return [s.model_copy(update={"weight": s.weight * (scale_yes if s.answerable else scale_no)})
+            for s in taxonomy]
 
 
 def _weighted_deck(taxonomy: Sequence[Subcategory], rng: random.Random) -> list[Subcategory]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -15,8 +15,9 @@ class Subcategory(BaseModel):
     description: str = Field(min_length=10)
     answerable: bool = True
     passages: int = Field(1, ge=1, le=3, description="seed passages the question is written from")
-    expects: Literal["any", "yes_no", "number", "list"] = "any"
+    expects: str = Field("any", description="answer form the skill's validators check")
     weight: float = Field(1.0, gt=0)
+    params: dict[str, Any] = Field(default_factory=dict, description="skill-specific knobs")
 
 
 class Transformation(BaseModel):
@@ -36,6 +37,11 @@ class SkillSpec(BaseModel):
     transformations: list[Transformation] = Field(min_length=1)
     taxonomy: list[Subcategory] = Field(min_length=1)
     refinement_goals: list[str] = Field(min_length=1)
+    seeds: Literal["any", "code", "prose"] = Field(
+        "any", description="preferred seed chunks; all chunks when the corpus has none of them")
+    tools: list[Literal["calculator", "python", "search"]] = Field(
+        default_factory=list, description="tools the teacher may call while answering")
+    multi_turn: bool = False
 
     @model_validator(mode="after")
     def _unique_names(self) -> SkillSpec:

@@ -1,0 +1,193 @@
+"""The generic single-seed flow most skills run: transform → instruct (a task object) → cheap
+checks → refine → respond (optionally with tools) → validate → messages.
+
+A skill built on `TaskSkill` is mostly data: its folder holds skill.toml and prompts
+(instruct.j2, respond.j2, user_turn.j2, and optionally assistant_turn.j2, suggest.j2, edit.j2,
+transformation templates); prompts it does not have come from agents/common_prompts/. Its
+skill.py overrides only what differs: the task and answer models, `check_task`, `validate`.
+
+Template variables: `subcategory` (the Subcategory), `passage` (the transformed seed), `task`
+(the task model), `answer` (the answer model, in assistant_turn.j2), `params` (the
+subcategory's params), and in suggest/edit `task_json`, `goal`, `suggestions`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from agents.flow import FlowContext, Skill, Suggestions, Trace
+from agents.items import Candidate, Rejected, WorkItem
+from agents.spec import Subcategory
+from agents.tools.loop import observations_text, run_tool_loop
+from agents.tools.base import ToolResult, make_tools
+from agents.rag.validators import check_repetition
+from models import ChatMessage
+from retrieval import Chunk
+
+
+class Task(BaseModel):
+    """The default task: one instruction, shown to the student with the passage."""
+
+    instruction: str = Field(min_length=12, max_length=600)
+
+
+class Answer(BaseModel):
+    answer: str = Field(min_length=1, max_length=1500)
+
+
+@dataclass
+class Draft:
+    """One item between stages; skills read it in their hooks."""
+
+    item: WorkItem
+    sub: Subcategory
+    chunk: Chunk
+    passage: str
+    task: Any = None
+    answer: Any = None
+    tool_results: list[ToolResult] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)  # validators' measurements
+    extra: dict[str, Any] = field(default_factory=dict)  # skill metadata for the record
+
+
+class TaskSkill(Skill):
+    task_model: type[BaseModel] = Task
+    answer_model: type[BaseModel] = Answer
+
+    # -- hooks skills override ---------------------------------------------------------------
+
+    def task_schema(self, sub: Subcategory) -> type[BaseModel]:
+        return self.task_model
+
+    def answer_schema(self, draft: Draft) -> type[BaseModel]:
+        return self.answer_model
+
+    def instruction_text(self, draft: Draft) -> str:
+        """The instruction as a student sees it: the dedup gate compares this text."""
+        return getattr(draft.task, "instruction", "") or self.user_turn(draft)
+
+    def check_task(self, draft: Draft) -> str | None:
+        """Cheap checks on a task (fresh or edited) before the answer is paid for."""
+        text = self.instruction_text(draft)
+        if len(text.split()) < 3:
+            return "instruction too short"
+        return check_repetition(text)
+
+    async def validate(self, ctx: FlowContext, draft: Draft) -> str | None:
+        """The skill's validators on the finished answer; a reason rejects the item."""
+        answer = getattr(draft.answer, "answer", None)
+        if isinstance(answer, str):
+            return check_repetition(answer)
+        return None
+
+    def user_turn(self, draft: Draft) -> str:
+        return self.render("user_turn.j2", **self._values(draft))
+
+    def assistant_turn(self, draft: Draft) -> str:
+        if self.has_template("assistant_turn.j2"):
+            return self.render("assistant_turn.j2", **self._values(draft))
+        return draft.answer.answer.strip()
+
+    def messages(self, draft: Draft) -> list[ChatMessage]:
+        system = [ChatMessage(role="system", content=self.spec.system_prompt)] \
+            if self.spec.system_prompt else []
+        return system + [ChatMessage(role="user", content=self.user_turn(draft)),
+                         ChatMessage(role="assistant", content=self.assistant_turn(draft))]
+
+    # -- the flow -----------------------------------------------------------------------------
+
+    async def generate(self, ctx: FlowContext, item: WorkItem, trace: Trace) -> Candidate:
+        sub = self.spec.subcategory(item.subcategory)
+        chunk = ctx.index.get(item.seed_chunk_id)
+        passage = await self.transform(ctx, trace, chunk, item.transformation)
+        draft = Draft(item=item, sub=sub, chunk=chunk, passage=passage)
+
+        draft.task = await self.ask(ctx, trace, "instruct",
+                                    self.render("instruct.j2", **self._values(draft)),
+                                    self.task_schema(sub), item.seed)
+        trace.steps.append({"step": "instruct", "task": draft.task.model_dump(mode="json")})
+        if problem := self.check_task(draft):
+            raise Rejected("instruct", problem, raw=draft.task.model_dump_json())
+        await self.refine_task(ctx, trace, draft)
+
+        await self.respond(ctx, trace, draft)
+        if problem := await self.validate(ctx, draft):
+            detail = ", ".join(f"{k} {v:.3g}" for k, v in draft.scores.items())
+            raise Rejected("validate", problem, detail, raw=draft.answer.model_dump_json())
+        return self.candidate(ctx, draft, trace)
+
+    async def refine_task(self, ctx: FlowContext, trace: Trace, draft: Draft) -> None:
+        """Suggester → editor rounds over the whole task object; an edit that fails the cheap
+        checks is dropped and the previous version kept."""
+        rng = random.Random(draft.item.seed)
+        schema = self.task_schema(draft.sub)
+        for rnd in range(ctx.settings.refine_rounds):
+            goal = rng.choice(self.spec.refinement_goals)
+            values = self._values(draft) | {"goal": goal,
+                                            "task_json": draft.task.model_dump_json()}
+            suggestions = (await self.ask(ctx, trace, "suggest",
+                                          self.render("suggest.j2", **values), Suggestions,
+                                          draft.item.seed + 101 * (rnd + 1))).suggestions
+            edited = await self.ask(ctx, trace, "edit",
+                                    self.render("edit.j2", **values, suggestions=suggestions),
+                                    schema, draft.item.seed + 211 * (rnd + 1))
+            before, draft.task = draft.task, edited
+            problem = self.check_task(draft)
+            if problem:
+                draft.task = before
+            trace.steps.append({"step": "refine", "round": rnd + 1, "goal": goal,
+                                "suggestions": suggestions,
+                                "before": before.model_dump(mode="json"),
+                                "after": edited.model_dump(mode="json"), "kept": problem is None,
+                                **({"dropped_because": problem} if problem else {})})
+
+    async def respond(self, ctx: FlowContext, trace: Trace, draft: Draft) -> None:
+        """The teacher answers the task as the student will see it, using tools if the skill
+        offers them (the tool calls stay out of the record's messages)."""
+        prompt = self.render("respond.j2", **self._values(draft))
+        if self.spec.tools and ctx.settings.tool_steps:
+            tools = make_tools(self.spec.tools, ctx.index)
+
+            async def ask_step(text: str, model: type[BaseModel], step: int) -> BaseModel:
+                return await self.ask(ctx, trace, "tool_call", text, model,
+                                      draft.item.seed + 331 * (step + 1),
+                                      temperature=ctx.settings.answer_temperature)
+
+            draft.tool_results = await run_tool_loop(ask_step, prompt, tools,
+                                                     ctx.settings.tool_steps)
+            if draft.tool_results:
+                trace.steps.append({"step": "tools", "calls": [
+                    r.model_dump() for r in draft.tool_results]})
+                prompt += "\n\n" + observations_text(draft.tool_results)
+        draft.answer = await self.ask(ctx, trace, "respond", prompt, self.answer_schema(draft),
+                                      draft.item.seed + 7, system=self.spec.system_prompt or None,
+                                      temperature=ctx.settings.answer_temperature)
+
+    def candidate(self, ctx: FlowContext, draft: Draft, trace: Trace) -> Candidate:
+        refinements = [s for s in trace.steps if s["step"] == "refine"]
+        chunk = draft.chunk
+        metadata = {
+            "split": self.spec.split,
+            "instruction": self.instruction_text(draft),
+            "source": {"chunk_id": chunk.id, "doc_path": chunk.doc_path, "start": chunk.start,
+                       "end": chunk.end},
+            "transformation": draft.item.transformation,
+            "instruction_type": draft.sub.name,
+            "task": draft.task.model_dump(mode="json"),
+            "refinement_rounds": len(refinements),
+            "refinement": refinements,
+            "tool_calls": [r.model_dump() for r in draft.tool_results],
+            "teacher_model": ctx.teacher.model_name,
+            "validator_scores": {k: round(v, 4) for k, v in draft.scores.items()},
+            **draft.extra,
+        }
+        return Candidate(item=draft.item, instruction=metadata["instruction"],
+                         messages=self.messages(draft), metadata=metadata, usage=trace.usage)
+
+    def _values(self, draft: Draft) -> dict[str, Any]:
+        return {"subcategory": draft.sub, "params": draft.sub.params, "passage": draft.passage,
+                "task": draft.task, "answer": draft.answer, "skill": self.spec}
