@@ -46,7 +46,7 @@ class FlowContext:
     teacher: Teacher
     index: CorpusIndex
     settings: FlowSettings
-    _transforms: dict[tuple[str, str], tuple[asyncio.Future, Trace]] = field(default_factory=dict)
+    _transforms: dict[tuple[str, str, str], tuple[asyncio.Future, Trace]] = field(default_factory=dict)
 
 
 @dataclass
@@ -171,7 +171,7 @@ class Skill:
         transformation = self.spec.transformation(name)
         if transformation.template is None:
             return chunk.text
-        key = (chunk.id, name)
+        key = (self.name, chunk.id, name)
         shared = ctx._transforms.get(key)
         first = shared is None
         if first:

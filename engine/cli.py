@@ -25,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--list-skills", action="store_true", help="print the skills and their "
                    "instruction types, then exit")
-    p.add_argument("--skill", help="skill to generate, e.g. rag")
+    p.add_argument("--skill", help="skill to generate (e.g. rag), several (rag,mcq) or 'all'")
+    p.add_argument("--mix", help="share of records per skill, e.g. rag=0.3,mcq=0.7 (default: "
+                   "equal shares)")
     p.add_argument("--input", type=Path, help="file or directory of documents/code (txt, md, "
                    "html, code, jsonl)")
     p.add_argument("--out", type=Path, help="output directory; re-running the same command "
@@ -54,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--per-chunk", type=int, default=2, help="instructions planned per seed chunk "
                    "in a row (prompt-cache reuse)")
     f.add_argument("--retrieval-k", type=int, default=4, help="documents in each RAG user turn")
+    f.add_argument("--tool-steps", type=int, default=2, help="tool calls (calculator, python, "
+                   "search) the teacher may make per answer, for skills that offer tools")
+    f.add_argument("--unanswerable-share", type=float, help="share of unanswerable question "
+                   "types in the plan (default: the taxonomy's weights)")
     f.add_argument("--max-tokens", type=int, default=320, help="max tokens per teacher reply")
     f.add_argument("--temperature", type=float, default=0.7)
     f.add_argument("--max-attempts", type=int, help="stop after this many work items in this run "
@@ -83,7 +89,7 @@ def config_from_args(args: argparse.Namespace):
     if missing:
         raise SystemExit(_usage(f"missing {', '.join(missing)} (see --help)"))
     return RunConfig.model_validate({
-        "skill": args.skill, "input": args.input, "out": args.out, "num": args.num,
+        "skill": args.skill, "mix": parse_mix(args.mix), "input": args.input, "out": args.out, "num": args.num,
         "seed": args.seed, "embedder": args.embedder, "force": args.force,
         "near_dup_threshold": args.near_dup_threshold, "chunk_size": args.chunk_size,
         "chunk_overlap": args.chunk_overlap, "max_attempts": args.max_attempts,
@@ -95,8 +101,25 @@ def config_from_args(args: argparse.Namespace):
         "flow": {
             "refine_rounds": args.refine_rounds, "per_chunk": args.per_chunk,
             "retrieval_k": args.retrieval_k, "max_tokens": args.max_tokens,
-            "temperature": args.temperature},
+            "temperature": args.temperature, "tool_steps": args.tool_steps,
+            "unanswerable_share": args.unanswerable_share},
     })
+
+
+def parse_mix(text: str | None) -> dict[str, float] | None:
+    if text is None:
+        return None
+    mix = {}
+    for part in text.split(","):
+        name, sep, weight = part.partition("=")
+        try:
+            mix[name.strip()] = float(weight)
+        except ValueError:
+            raise SystemExit(_usage(f"--mix: {part.strip()!r} is not NAME=WEIGHT (e.g. "
+                                    "rag=0.3,mcq=0.7)")) from None
+        if not sep:
+            raise SystemExit(_usage(f"--mix: {part.strip()!r} is not NAME=WEIGHT"))
+    return mix
 
 
 def _usage(message: str) -> int:
@@ -112,12 +135,16 @@ def _flag(loc: tuple) -> str:
 def list_skills() -> None:
     from agents.registry import load_skill, skill_names
 
-    for name in skill_names():
+    total = 0
+    names = skill_names()
+    for name in names:
         spec = load_skill(name).spec
-        print(f"{name} ({len(spec.taxonomy)} instruction types, split {spec.split!r}): "
-              f"{spec.description}")
+        total += len(spec.taxonomy)
+        print(f"{name} ({len(spec.taxonomy)} instruction types, {len(spec.transformations)} "
+              f"transformations, split {spec.split!r}): {spec.description}")
         for sub in spec.taxonomy:
             print(f"  - {sub.name}: {sub.description}")
+    print(f"{len(names)} skills, {total} instruction types in all")
 
 
 def main(argv: list[str] | None = None) -> int:

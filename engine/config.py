@@ -12,7 +12,8 @@ from models import TeacherSettings
 
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    skill: str
+    skill: str = Field(description="a skill, a comma-separated list, or 'all'")
+    mix: dict[str, float] | None = Field(None, description="relative share of records per skill")
     input: Path
     out: Path
     num: int = Field(20, ge=1)
@@ -30,7 +31,35 @@ class RunConfig(BaseModel):
     def _check(self) -> RunConfig:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("--chunk-overlap must be smaller than --chunk-size")
+        names = self.skills
+        for name, weight in (self.mix or {}).items():
+            if name not in names:
+                raise ValueError(f"--mix names {name!r}, which is not among the skills "
+                                 f"being run ({', '.join(names)})")
+            if not weight > 0:
+                raise ValueError(f"--mix weight for {name!r} must be positive, got {weight}")
         return self
+
+    @property
+    def skills(self) -> list[str]:
+        """The skill names this run generates (validated against the registry)."""
+        from agents.registry import UnknownSkill, skill_names
+
+        if self.skill.strip() == "all":
+            return skill_names()
+        names = [n.strip() for n in self.skill.split(",") if n.strip()]
+        if not names:
+            raise UnknownSkill("--skill is empty; name a skill, several (a,b) or 'all'")
+        known = skill_names()
+        for name in names:
+            if name not in known:
+                raise UnknownSkill(f"unknown skill {name!r}; available: {', '.join(known)} "
+                                   "(see --list-skills)")
+        return list(dict.fromkeys(names))
+
+    def weights(self) -> dict[str, float]:
+        """Relative share per skill: --mix where given, 1 for the skills it does not name."""
+        return {n: (self.mix or {}).get(n, 1.0) for n in self.skills}
 
     @property
     def attempts_cap(self) -> int:
@@ -38,4 +67,4 @@ class RunConfig(BaseModel):
 
     def generation_key(self, teacher_name: str) -> dict:
         """What defines the data: changing any of these on an existing --out is refused."""
-        return {"skill": self.skill, "seed": self.seed, "teacher": teacher_name}
+        return {"skill": ",".join(self.skills), "seed": self.seed, "teacher": teacher_name}

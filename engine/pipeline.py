@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from agents.flow import FlowContext, Skill
@@ -32,7 +32,8 @@ class RunStats:
     rejected: int = 0
     attempts: int = 0
     reasons: Counter = field(default_factory=Counter)
-    subcategories: Counter = field(default_factory=Counter)
+    subcategories: Counter = field(default_factory=Counter)  # keyed (skill, subcategory)
+    by_skill: Counter = field(default_factory=Counter)
     usage: Usage = field(default_factory=Usage)
     wasted_completion_tokens: int = 0
     started: float = field(default_factory=time.perf_counter)
@@ -48,29 +49,61 @@ class Sinks:
     rejected: JsonlWriter
     gate: DedupGate
     done_ids: set[str]
-    already_accepted: int
+    already_accepted: Counter  # records per skill written by earlier runs
+
+
+def quotas(num: int, weights: dict[str, float]) -> dict[str, int]:
+    """Split `num` records over skills by weight (largest remainder, so they sum to `num`)."""
+    total = sum(weights.values())
+    exact = {k: num * w / total for k, w in weights.items()}
+    out = {k: int(v) for k, v in exact.items()}
+    for k in sorted(exact, key=lambda k: (out[k] - exact[k], k))[: num - sum(out.values())]:
+        out[k] += 1
+    return out
+
+
+def interleave(plans: dict[str, Iterator[WorkItem]], quota: dict[str, int],
+               open_: Callable[[str], bool]) -> Iterator[WorkItem]:
+    """Smooth weighted round robin over the skills' plans (deterministic), skipping skills whose
+    quota is filled (`open_(name)` false) or whose plan has ended."""
+    credit = dict.fromkeys(plans, 0.0)
+    live = dict(plans)
+    while live:
+        names = [n for n in live if quota[n] > 0 and open_(n)]
+        if not names:
+            return
+        total = sum(quota[n] for n in names)
+        for n in names:
+            credit[n] += quota[n]
+        pick = max(names, key=lambda n: (credit[n], n))
+        credit[pick] -= total
+        item = next(live[pick], None)
+        if item is None:
+            del live[pick]
+            continue
+        yield item
 
 
 async def run_pipeline(
-    skill: Skill,
+    skills: dict[str, Skill],
     ctx: FlowContext,
-    items: Iterable[WorkItem],
+    plans: dict[str, Iterator[WorkItem]],
     sinks: Sinks,
     *,
-    num: int,
+    quota: dict[str, int],
     max_attempts: int,
     on_progress: Callable[[RunStats], None] = lambda s: None,
 ) -> RunStats:
     stats = RunStats()
-    target = num - sinks.already_accepted
-    if target <= 0:
+    remaining = lambda n: quota[n] - sinks.already_accepted[n] - stats.by_skill[n]
+    if all(remaining(n) <= 0 for n in quota):
         return stats
     workers = max(2, ctx.teacher.slots * 2)
     work: asyncio.Queue = asyncio.Queue(maxsize=workers)
     results: asyncio.Queue = asyncio.Queue(maxsize=workers * 2)
 
     async def plan() -> None:
-        for item in items:
+        for item in interleave(plans, quota, lambda n: remaining(n) > 0):
             if item.id in sinks.done_ids:
                 continue  # written by an earlier run: resume skips it
             if stats.attempts >= max_attempts:
@@ -82,18 +115,22 @@ async def run_pipeline(
 
     async def work_loop() -> None:
         while (item := await work.get()) is not None:
-            await results.put(await _run_item(skill, ctx, item))
+            await results.put(await _run_item(skills[item.skill], ctx, item))
         await results.put(_DONE)
 
     try:
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(plan())] + [tg.create_task(work_loop()) for _ in range(workers)]
             finished = 0
-            while finished < workers and stats.accepted < target:
+            while finished < workers and any(remaining(n) > 0 for n in quota):
                 result = await results.get()
                 if result is _DONE:
                     finished += 1
                     continue
+                if isinstance(result, Candidate) and remaining(result.item.skill) <= 0:
+                    # a skill's share is full while other skills still run: account, not keep
+                    result = rejection(result.item, "quota", "skill quota reached",
+                                       usage=result.usage)
                 await _sink(result, sinks, stats)
                 on_progress(stats)
             for task in tasks:  # target reached: stop planning and abandon items in flight
@@ -147,7 +184,8 @@ async def _sink(result: Candidate | Rejection, sinks: Sinks, stats: RunStats) ->
             sinks.gate.commit(result.instruction, vec)
             sinks.done_ids.add(record.id)
             stats.accepted += 1
-            stats.subcategories[record.subcategory] += 1
+            stats.by_skill[record.skill] += 1
+            stats.subcategories[record.skill, record.subcategory] += 1
             stats.usage.merge(result.usage)
             return
         result = rejection(result.item, "dedup", reason, f"cosine {similarity:.3f}",

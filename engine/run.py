@@ -6,13 +6,14 @@ import asyncio
 import json
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 
 from agents.flow import FlowContext
 from agents.registry import load_skill
 from engine.config import RunConfig
 from engine.gate import DedupGate
-from engine.pipeline import RunStats, Sinks, run_pipeline
+from engine.pipeline import RunStats, Sinks, quotas, run_pipeline
 from engine.progress import Progress
 from engine.sink import JsonlWriter, read_jsonl, repair_tail
 from models import describe, open_teacher
@@ -54,7 +55,8 @@ def prepare_out(cfg: RunConfig, teacher_name: str) -> None:
 async def run(cfg: RunConfig, progress: Progress, teacher_opener=open_teacher) -> dict:
     """`teacher_opener(settings, say)` is an async context manager yielding a Teacher; tests and
     benchmarks pass a scripted one, everything else the real backends."""
-    skill = load_skill(cfg.skill)
+    skills = {name: load_skill(name) for name in cfg.skills}
+    quota = quotas(cfg.num, cfg.weights())
     teacher_name = describe(cfg.teacher)
     prepare_out(cfg, teacher_name)
     out = cfg.out
@@ -86,17 +88,21 @@ async def run(cfg: RunConfig, progress: Progress, teacher_opener=open_teacher) -
         async with teacher_opener(teacher_settings, progress.say) as teacher:
             ctx = FlowContext(teacher=teacher, index=index, settings=cfg.flow)
             sinks = Sinks(data=data, rejected=rejected, gate=gate, done_ids=done_ids,
-                          already_accepted=len(accepted))
+                          already_accepted=Counter(r["skill"] for r in accepted))
+            plans = {name: skill.plan(index.chunks, cfg.seed, cfg.flow.per_chunk,
+                                      cfg.flow.unanswerable_share)
+                     for name, skill in skills.items()}
             progress.start(cfg.num, len(accepted))
-            stats = await run_pipeline(
-                skill, ctx, skill.plan(index.chunks, cfg.seed, cfg.flow.per_chunk), sinks,
-                num=cfg.num, max_attempts=cfg.attempts_cap, on_progress=progress.update)
+            stats = await run_pipeline(skills, ctx, plans, sinks, quota=quota,
+                                       max_attempts=cfg.attempts_cap,
+                                       on_progress=progress.update)
     finally:
         progress.stop()
         data.close()
         rejected.close()
         gate.save()
     summary = summarize(cfg, stats, len(accepted), teacher_name, len(index))
+    summary["skills"] = skill_report(skills, quota, accepted, stats)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -107,7 +113,7 @@ def summarize(cfg: RunConfig, stats: RunStats, resumed_from: int, teacher: str,
     completion = stats.usage.completion_tokens
     elapsed = stats.elapsed
     return {
-        "skill": cfg.skill,
+        "skill": ",".join(cfg.skills),
         "requested": cfg.num,
         "accepted_total": total,
         "complete": total >= cfg.num,
@@ -117,7 +123,7 @@ def summarize(cfg: RunConfig, stats: RunStats, resumed_from: int, teacher: str,
             "attempts": stats.attempts,
             "acceptance_rate": round(stats.accepted / max(1, stats.accepted + stats.rejected), 3),
             "rejected_by_reason": dict(stats.reasons.most_common()),
-            "accepted_by_subcategory": dict(sorted(stats.subcategories.items())),
+            "accepted_by_skill": dict(sorted(stats.by_skill.items())),
             "teacher_calls": stats.usage.calls,
             "prompt_tokens": stats.usage.prompt_tokens,
             "cached_prompt_tokens": stats.usage.cached_tokens,
@@ -135,3 +141,25 @@ def summarize(cfg: RunConfig, stats: RunStats, resumed_from: int, teacher: str,
         "input": str(cfg.input),
         "seed": cfg.seed,
     }
+
+
+def skill_report(skills: dict, quota: dict[str, int], earlier: list[dict], stats: RunStats) -> dict:
+    """Per skill, over everything in data.jsonl: records per subcategory and how evenly they
+    spread over the taxonomy (the largest subcategory against an even share)."""
+    counts = Counter((r["skill"], r["subcategory"]) for r in earlier) + stats.subcategories
+    report = {}
+    for name, skill in skills.items():
+        taxonomy = [s.name for s in skill.spec.taxonomy]
+        per_sub = {sub: counts[name, sub] for sub in taxonomy}
+        total = sum(per_sub.values())
+        fair = total / len(taxonomy)
+        report[name] = {
+            "quota": quota[name],
+            "accepted": total,
+            "split": skill.spec.split,
+            "by_subcategory": per_sub,
+            "subcategories_used": sum(1 for n in per_sub.values() if n),
+            "subcategories": len(taxonomy),
+            "max_over_fair_share": round(max(per_sub.values()) / fair, 2) if total else None,
+        }
+    return report

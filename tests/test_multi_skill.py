@@ -1,0 +1,92 @@
+"""Several skills in one run: quotas by --mix, interleaved planning, per-skill resume, and the
+summary's spread report."""
+
+import json
+from collections import Counter
+
+import pytest
+
+from engine.cli import main
+from engine.config import RunConfig
+from engine.pipeline import interleave, quotas
+from models import ChatMessage
+from tests.fakes import rag_replies
+from tests.skill_harness import run_skill, skill_teacher
+from tests.test_pipeline import unique_questions
+
+
+@pytest.mark.parametrize("num, weights, expected", [
+    (10, {"a": 0.3, "b": 0.7}, {"a": 3, "b": 7}),
+    (10, {"a": 1, "b": 1, "c": 1}, {"a": 4, "b": 3, "c": 3}),
+    (1, {"a": 1, "b": 1}, {"a": 1, "b": 0}),
+    (7, {"a": 5}, {"a": 7}),
+])
+def test_quotas_sum_to_num_and_follow_weights(num, weights, expected):
+    got = quotas(num, weights)
+    assert got == expected and sum(got.values()) == num
+
+
+def numbered(name):
+    return iter([f"{name}{i}" for i in range(100)])
+
+
+def test_interleave_follows_quotas_and_skips_full_skills():
+    plans = {n: numbered(n) for n in ("a", "b")}
+    first = [x for _, x in zip(range(20), interleave(plans, {"a": 1, "b": 3}, lambda n: True))]
+    counts = Counter(x[0] for x in first)
+    assert counts == {"a": 5, "b": 15}
+    assert first[:4].count("a0") == 1  # smooth: a is not starved to the end
+    plans = {n: numbered(n) for n in ("a", "b")}
+    only_b = [x for _, x in zip(range(5), interleave(plans, {"a": 1, "b": 1}, lambda n: n == "b"))]
+    assert only_b == ["b0", "b1", "b2", "b3", "b4"]
+
+
+def test_skill_all_and_lists_resolve_against_the_registry(tmp_path):
+    cfg = RunConfig(skill="all", input=tmp_path, out=tmp_path / "o")
+    assert {"rag", "mcq"} <= set(cfg.skills)
+    assert RunConfig(skill="mcq, rag,mcq", input=tmp_path, out=tmp_path).skills == ["mcq", "rag"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--skill", "rag,nope"], "unknown skill 'nope'"),
+    (["--skill", "rag", "--mix", "mcq=1"], "--mix names 'mcq'"),
+    (["--skill", "rag,mcq", "--mix", "rag=0"], "must be positive"),
+    (["--skill", "rag,mcq", "--mix", "rag:1"], "is not NAME=WEIGHT"),
+    (["--skill", "rag,mcq", "--mix", "rag=x"], "is not NAME=WEIGHT"),
+    (["--skill", "rag", "--unanswerable-share", "1.5"], "--unanswerable-share"),
+])
+def test_bad_skill_selections_are_usage_errors(argv, message, corpus, tmp_path, capsys):
+    code = main([*argv, "--input", str(corpus), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def mixed_teacher():
+    rag = rag_replies(unique_questions())
+
+    def reply(prompt, schema):
+        props = schema.get("properties", {})
+        if "options" in props or "choice" in props:
+            return None  # mcq: the schema filler writes distinct options and agrees with key 1
+        return json.loads(rag([ChatMessage(role="user", content=prompt)], schema))
+    return skill_teacher(reply, slots=3)
+
+
+def test_a_mixed_run_fills_each_skills_share_and_resumes_per_skill(corpus, tmp_path):
+    out = tmp_path / "out"
+    summary, data, rejected = run_skill("rag,mcq", corpus, out, mixed_teacher(), num=5,
+                                        mix={"rag": 2, "mcq": 3}, max_attempts=60,
+                                        flow={"refine_rounds": 0})
+    assert summary["complete"], summary["this_run"]["rejected_by_reason"]
+    assert Counter(r["skill"] for r in data) == {"rag": 2, "mcq": 3}
+    assert {r["metadata"]["split"] for r in data} == {"rag", "mcq"}
+    report = summary["skills"]
+    assert report["rag"]["quota"] == 2 and report["mcq"]["accepted"] == 3
+    assert sum(report["mcq"]["by_subcategory"].values()) == 3
+    # raising --num resumes: earlier records count towards each skill's share
+    summary, data, _ = run_skill("rag,mcq", corpus, out, mixed_teacher(), num=10,
+                                 mix={"rag": 2, "mcq": 3}, max_attempts=80,
+                                 flow={"refine_rounds": 0})
+    assert summary["complete"] and summary["resumed_from"] == 5
+    assert Counter(r["skill"] for r in data) == {"rag": 4, "mcq": 6}
+    assert len({r["id"] for r in data}) == 10
