@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "which an instruction is a near duplicate of an accepted one")
 
     o = p.add_argument_group("output")
+    o.add_argument("--format", choices=["openai", "sharegpt", "alpaca"], default="openai",
+                   help="record layout: OpenAI messages, ShareGPT conversations, or Alpaca "
+                   "instruction/input/output (single-turn skills only)")
     o.add_argument("--force", action="store_true", help="allow changing skill/seed/teacher on an "
                    "existing --out")
     o.add_argument("--quiet", action="store_true", help="no progress output")
@@ -93,6 +96,7 @@ def config_from_args(args: argparse.Namespace):
         "seed": args.seed, "embedder": args.embedder, "force": args.force,
         "near_dup_threshold": args.near_dup_threshold, "chunk_size": args.chunk_size,
         "chunk_overlap": args.chunk_overlap, "max_attempts": args.max_attempts,
+        "format": args.format,
         "teacher": {
             "backend": args.backend, "model_path": args.teacher_model, "url": args.teacher_url,
             "model_name": args.teacher_name, "api_key": args.teacher_api_key,

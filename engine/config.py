@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -25,6 +26,7 @@ class RunConfig(BaseModel):
     chunk_size: int = Field(1200, ge=200)
     chunk_overlap: int = Field(200, ge=0)
     max_attempts: int | None = Field(None, ge=1)
+    format: Literal["openai", "sharegpt", "alpaca"] = "openai"
     force: bool = False
 
     @model_validator(mode="after")
@@ -67,4 +69,5 @@ class RunConfig(BaseModel):
 
     def generation_key(self, teacher_name: str) -> dict:
         """What defines the data: changing any of these on an existing --out is refused."""
-        return {"skill": ",".join(self.skills), "seed": self.seed, "teacher": teacher_name}
+        return {"skill": ",".join(self.skills), "seed": self.seed, "teacher": teacher_name,
+                "format": self.format}

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from agents.flow import FlowContext, Skill
 from agents.items import RECORD_SCHEMA_VERSION, Candidate, Rejected, Rejection, Record, Usage
 from agents.items import WorkItem
+from engine.formats import Format, FormatError, render
 from engine.gate import DedupGate
 from engine.sink import JsonlWriter
 from models import TeacherError, TeacherUnavailable
@@ -50,6 +51,7 @@ class Sinks:
     gate: DedupGate
     done_ids: set[str]
     already_accepted: Counter  # records per skill written by earlier runs
+    fmt: Format = "openai"
 
 
 def quotas(num: int, weights: dict[str, float]) -> dict[str, int]:
@@ -172,27 +174,39 @@ async def _run_item(skill: Skill, ctx: FlowContext, item: WorkItem) -> Candidate
 
 async def _sink(result: Candidate | Rejection, sinks: Sinks, stats: RunStats) -> None:
     if isinstance(result, Candidate):
-        reason, vec, similarity = await sinks.gate.check(result.instruction)
-        if reason is None:
-            record = Record(
-                id=result.item.id, skill=result.item.skill, subcategory=result.item.subcategory,
-                messages=result.messages,
-                metadata={"schema_version": RECORD_SCHEMA_VERSION, **result.metadata,
-                          "nearest_accepted_cosine": round(similarity, 4),
-                          "tokens": result.usage.model_dump()})
-            sinks.data.write(record.model_dump(mode="json"))
-            sinks.gate.commit(result.instruction, vec)
-            sinks.done_ids.add(record.id)
-            stats.accepted += 1
-            stats.by_skill[record.skill] += 1
-            stats.subcategories[record.skill, record.subcategory] += 1
-            stats.usage.merge(result.usage)
+        result = await _accept(result, sinks, stats)
+        if result is None:
             return
-        result = rejection(result.item, "dedup", reason, f"cosine {similarity:.3f}",
-                           result.instruction, result.usage)
     sinks.rejected.write(result.model_dump(mode="json"))
     sinks.done_ids.add(result.id)
     stats.rejected += 1
     stats.reasons[f"{result.stage}: {result.reason}"] += 1
     stats.usage.merge(result.usage)
     stats.wasted_completion_tokens += result.usage.completion_tokens
+
+
+async def _accept(candidate: Candidate, sinks: Sinks, stats: RunStats) -> Rejection | None:
+    """Write the candidate if it passes the dedup gate and fits the format; else say why not."""
+    item = candidate.item
+    reason, vec, similarity = await sinks.gate.check(candidate.instruction)
+    if reason is not None:
+        return rejection(item, "dedup", reason, f"cosine {similarity:.3f}",
+                         candidate.instruction, candidate.usage)
+    record = Record(id=item.id, skill=item.skill, subcategory=item.subcategory,
+                    messages=candidate.messages,
+                    metadata={"schema_version": RECORD_SCHEMA_VERSION, **candidate.metadata,
+                              "nearest_accepted_cosine": round(similarity, 4),
+                              "tokens": candidate.usage.model_dump()})
+    try:
+        row = render(record, sinks.fmt)
+    except FormatError as exc:
+        return rejection(item, "format", "does not fit the output format", str(exc),
+                         candidate.instruction, candidate.usage)
+    sinks.data.write(row)
+    sinks.gate.commit(candidate.instruction, vec)
+    sinks.done_ids.add(record.id)
+    stats.accepted += 1
+    stats.by_skill[record.skill] += 1
+    stats.subcategories[record.skill, record.subcategory] += 1
+    stats.usage.merge(candidate.usage)
+    return None

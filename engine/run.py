@@ -42,7 +42,9 @@ def prepare_out(cfg: RunConfig, teacher_name: str) -> None:
     key = cfg.generation_key(teacher_name)
     if manifest.exists():
         previous = json.loads(manifest.read_text())
-        changed = {k: (previous.get(k), v) for k, v in key.items() if previous.get(k) != v}
+        # run.json files from before a key existed hold that key's default
+        earlier = {"format": "openai"} | previous
+        changed = {k: (earlier.get(k), v) for k, v in key.items() if earlier.get(k) != v}
         if changed and not cfg.force:
             what = ", ".join(f"{k} {a!r} → {b!r}" for k, (a, b) in changed.items())
             raise RunError(f"{out} was generated with different settings ({what}); use a new "
@@ -56,6 +58,9 @@ async def run(cfg: RunConfig, progress: Progress, teacher_opener=open_teacher) -
     """`teacher_opener(settings, say)` is an async context manager yielding a Teacher; tests and
     benchmarks pass a scripted one, everything else the real backends."""
     skills = {name: load_skill(name) for name in cfg.skills}
+    if cfg.format == "alpaca" and (multi := [n for n, s in skills.items() if s.spec.multi_turn]):
+        raise RunError(f"--format alpaca holds single-turn records only; {', '.join(multi)} "
+                       "write multi-turn conversations: use --format openai or sharegpt")
     quota = quotas(cfg.num, cfg.weights())
     teacher_name = describe(cfg.teacher)
     prepare_out(cfg, teacher_name)
@@ -87,7 +92,7 @@ async def run(cfg: RunConfig, progress: Progress, teacher_opener=open_teacher) -
     try:
         async with teacher_opener(teacher_settings, progress.say) as teacher:
             ctx = FlowContext(teacher=teacher, index=index, settings=cfg.flow)
-            sinks = Sinks(data=data, rejected=rejected, gate=gate, done_ids=done_ids,
+            sinks = Sinks(data=data, rejected=rejected, gate=gate, done_ids=done_ids, fmt=cfg.format,
                           already_accepted=Counter(r["skill"] for r in accepted))
             plans = {name: skill.plan(index.chunks, cfg.seed, cfg.flow.per_chunk,
                                       cfg.flow.unanswerable_share)

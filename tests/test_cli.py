@@ -26,7 +26,15 @@ def test_help_explains_every_flag():
 def test_list_skills(capsys):
     code, out, _ = run_main(capsys, "--list-skills")
     assert code == 0
-    assert out.startswith("rag (9 instruction types") and "- unanswerable:" in out
+    from agents.registry import load_skill, skill_names
+
+    names = skill_names()
+    total = sum(len(load_skill(n).spec.taxonomy) for n in names)
+    assert "rag (9 instruction types, 3 transformations, split 'rag')" in out
+    assert "- unanswerable:" in out
+    assert out.rstrip().endswith(f"{len(names)} skills, {total} instruction types in all")
+    for name in names:
+        assert f"\n{name} (" in "\n" + out
 
 
 @pytest.mark.parametrize("argv, needle", [
