@@ -151,7 +151,38 @@ def list_skills() -> None:
     print(f"{len(names)} skills, {total} instruction types in all")
 
 
+def export_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m engine export",
+                                description="Write a run's records as Parquet and/or a Hugging "
+                                "Face datasets directory, one split per skill.")
+    p.add_argument("out", type=Path, help="the run's --out directory")
+    p.add_argument("--to", default="parquet,hf", help="parquet, hf, or both (comma-separated)")
+    p.add_argument("--dest", type=Path, help="where to write (default: OUT/export)")
+    p.add_argument("--validation-share", type=float, default=0.0, help="share of source "
+                   "documents whose records form <split>_validation (split by document)")
+    args = p.parse_args(argv)
+    to = [t.strip() for t in args.to.split(",") if t.strip()]
+    if not to or any(t not in ("parquet", "hf") for t in to):
+        return _usage(f"--to {args.to!r}: choose parquet, hf or parquet,hf")
+    if not 0 <= args.validation_share < 1:
+        return _usage(f"--validation-share {args.validation_share}: must be in [0, 1)")
+    from engine.export import ExportError, export
+    from engine.sink import CorruptOutput
+
+    try:
+        written = export(args.out, to, args.dest, args.validation_share)
+    except (ExportError, CorruptOutput) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    for kind, folder in written.items():
+        print(f"{kind}: {folder}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["export"]:
+        return export_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
