@@ -96,6 +96,11 @@ class NearDupIndex:
         self._index.add(self._unit_rows(vec, single=True))
         return self.ntotal - 1
 
+    def vectors(self) -> np.ndarray:
+        """The stored unit vectors, in insertion order (for diversity statistics)."""
+        n = self.ntotal
+        return self._index.reconstruct_n(0, n) if n else np.zeros((0, self.dim), np.float32)
+
     def add_many(self, vecs: np.ndarray) -> None:
         """Store a (n, dim) batch in order; positions continue from ntotal."""
         if np.asarray(vecs).size == 0:

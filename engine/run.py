@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -16,7 +17,8 @@ from engine.gate import DedupGate
 from engine.pipeline import RunStats, Sinks, quotas, run_pipeline
 from engine.progress import Progress
 from engine.sink import JsonlWriter, read_jsonl, repair_tail
-from models import describe, open_teacher
+from engine.report import write_report
+from models import default_teacher_gguf, describe, open_teacher
 from retrieval import CorpusIndex, Embedder
 
 log = logging.getLogger(__name__)
@@ -109,7 +111,47 @@ async def run(cfg: RunConfig, progress: Progress, teacher_opener=open_teacher) -
     summary = summarize(cfg, stats, len(accepted), teacher_name, len(index))
     summary["skills"] = skill_report(skills, quota, accepted, stats)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    try:
+        await asyncio.to_thread(
+            write_report, out, list(read_jsonl(out / "data.jsonl")),
+            list(read_jsonl(out / "rejected.jsonl")), gate.near.vectors(), summary,
+            run_info(cfg, teacher_name, embedder.name))
+    except Exception:  # the data is written and safe; a broken card must not fail the run
+        log.exception("could not write the dataset card and statistics")
     return summary
+
+
+def run_info(cfg: RunConfig, teacher_name: str, embedder_name: str) -> dict:
+    flags = cfg.model_dump(mode="json", exclude={"teacher": {"api_key"}})
+    info = {"teacher": teacher_name, "embedder": embedder_name, "format": cfg.format,
+            "flags": json.dumps(flags, sort_keys=True)}
+    model = cfg.teacher.model_path
+    if model is None and not cfg.teacher.url:
+        try:
+            model = default_teacher_gguf()
+        except Exception:
+            model = None
+    if model is not None and Path(model).is_file():
+        info["teacher_sha256"] = file_sha256(Path(model), cfg.out / "state" / "hashes.json")
+    return info
+
+
+def file_sha256(path: Path, cache: Path) -> str:
+    """The teacher file's hash for the card, cached by (path, size, mtime): GGUFs are large."""
+    stat = path.stat()
+    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    known = json.loads(cache.read_text()) if cache.exists() else {}
+    if key not in known:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        known[key] = digest.hexdigest()
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, cache)
+    return known[key]
 
 
 def summarize(cfg: RunConfig, stats: RunStats, resumed_from: int, teacher: str,
