@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "content transformation → seed instructions → refinement → teacher answers), "
                     "offline, on a local llama.cpp teacher.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", type=Path, help="TOML file with the same settings as the flags "
+                   "(see `python -m engine config --dump`); flags override it")
     p.add_argument("--list-skills", action="store_true", help="print the skills and their "
                    "instruction types, then exit")
     p.add_argument("--skill", help="skill to generate (e.g. rag), several (rag,mcq) or 'all'")
@@ -85,29 +87,84 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace):
+# command-line flag (argparse dest) → its place in RunConfig; the TOML config file uses the same
+# places, so `--config run.toml` and flags are one schema
+FLAG_PATHS: dict[str, tuple[str, ...]] = {
+    "skill": ("skill",), "mix": ("mix",), "input": ("input",), "out": ("out",), "num": ("num",),
+    "seed": ("seed",), "embedder": ("embedder",), "force": ("force",),
+    "near_dup_threshold": ("near_dup_threshold",), "chunk_size": ("chunk_size",),
+    "chunk_overlap": ("chunk_overlap",), "max_attempts": ("max_attempts",),
+    "format": ("format",),
+    "backend": ("teacher", "backend"), "teacher_model": ("teacher", "model_path"),
+    "teacher_url": ("teacher", "url"), "teacher_name": ("teacher", "model_name"),
+    "teacher_api_key": ("teacher", "api_key"), "parallel": ("teacher", "parallel"),
+    "ctx": ("teacher", "ctx"), "gpu_layers": ("teacher", "gpu_layers"),
+    "timeout": ("teacher", "timeout_s"),
+    "refine_rounds": ("flow", "refine_rounds"), "per_chunk": ("flow", "per_chunk"),
+    "retrieval_k": ("flow", "retrieval_k"), "max_tokens": ("flow", "max_tokens"),
+    "temperature": ("flow", "temperature"), "tool_steps": ("flow", "tool_steps"),
+    "unanswerable_share": ("flow", "unanswerable_share"),
+}
+
+
+class ConfigFileError(ValueError):
+    pass
+
+
+def given_flags(argv: list[str]) -> set[str]:
+    """The flags the user typed (so a config file's value is only overridden by those)."""
+    probe = build_parser()
+    probe.set_defaults(**{a.dest: None for a in probe._actions if a.dest != "help"})
+    return {k for k, v in vars(probe.parse_args(argv)).items() if v is not None}
+
+
+def read_config_file(path: Path) -> dict:
+    import tomllib
+
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigFileError(f"--config {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"--config {path} cannot be read ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(f"--config {path} is not valid TOML: {exc}") from None
+
+
+def merged_values(args: argparse.Namespace, given: set[str], file_values: dict) -> dict:
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in file_values.items()}
+    for dest, path in FLAG_PATHS.items():
+        holder = merged
+        for key in path[:-1]:
+            holder = holder.setdefault(key, {}) if isinstance(holder.get(key, {}), dict) else {}
+        if dest in given or path[-1] not in holder:
+            value = getattr(args, dest)
+            holder[path[-1]] = parse_mix(value) if dest == "mix" else value
+    return merged
+
+
+def config_from_args(args: argparse.Namespace, given: set[str] | None = None):
     from engine.config import RunConfig
 
-    missing = [f"--{n}" for n in ("skill", "input", "out") if getattr(args, n) is None]
+    given = set(vars(args)) if given is None else given
+    file_values = read_config_file(args.config) if args.config else {}
+    values = merged_values(args, given, file_values)
+    missing = [f"--{n}" for n in ("skill", "input", "out") if values.get(n) is None]
     if missing:
-        raise SystemExit(_usage(f"missing {', '.join(missing)} (see --help)"))
-    return RunConfig.model_validate({
-        "skill": args.skill, "mix": parse_mix(args.mix), "input": args.input, "out": args.out, "num": args.num,
-        "seed": args.seed, "embedder": args.embedder, "force": args.force,
-        "near_dup_threshold": args.near_dup_threshold, "chunk_size": args.chunk_size,
-        "chunk_overlap": args.chunk_overlap, "max_attempts": args.max_attempts,
-        "format": args.format,
-        "teacher": {
-            "backend": args.backend, "model_path": args.teacher_model, "url": args.teacher_url,
-            "model_name": args.teacher_name, "api_key": args.teacher_api_key,
-            "parallel": args.parallel, "ctx": args.ctx, "gpu_layers": args.gpu_layers,
-            "timeout_s": args.timeout},
-        "flow": {
-            "refine_rounds": args.refine_rounds, "per_chunk": args.per_chunk,
-            "retrieval_k": args.retrieval_k, "max_tokens": args.max_tokens,
-            "temperature": args.temperature, "tool_steps": args.tool_steps,
-            "unanswerable_share": args.unanswerable_share},
-    })
+        raise SystemExit(_usage(f"missing {', '.join(missing)} (see --help, or set them in "
+                                "--config)"))
+    try:
+        return RunConfig.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(str(x) for x in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if not loc:  # a check across several values already names them
+            raise SystemExit(_usage(msg)) from None
+        flag = next((d for d, p in FLAG_PATHS.items() if p == loc[:len(p)]), None)
+        if args.config and (flag is None or flag not in given):
+            raise SystemExit(_usage(f"{args.config}: {'.'.join(loc)}: {msg}")) from None
+        raise SystemExit(_usage(f"{_flag(err['loc'])}: {msg}")) from None
 
 
 def parse_mix(text: str | None) -> dict[str, float] | None:
@@ -179,10 +236,34 @@ def export_main(argv: list[str]) -> int:
     return 0
 
 
+def config_main(argv: list[str]) -> int:
+    """`python -m engine config --dump [--config FILE] [flags]`: the effective configuration as
+    TOML (a file that --config accepts)."""
+    if "--dump" not in argv:
+        return _usage("usage: python -m engine config --dump [--config FILE] [run flags]")
+    argv = [a for a in argv if a != "--dump"]
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args, given_flags(argv))
+    except ConfigFileError as exc:
+        return _usage(str(exc))
+    except SystemExit as exc:
+        return int(exc.code or EXIT_USAGE)
+    import tomli_w
+
+    values = cfg.model_dump(mode="json", exclude_none=True, exclude={"teacher": {"api_key"}})
+    if cfg.teacher.api_key:
+        print("# teacher.api_key is set but not printed")
+    print(tomli_w.dumps(values), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["export"]:
         return export_main(argv[1:])
+    if argv[:1] == ["config"]:
+        return config_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -190,12 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         list_skills()
         return 0
     try:
-        cfg = config_from_args(args)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        if not err["loc"]:  # a check across several flags already names them
-            return _usage(err["msg"].removeprefix("Value error, "))
-        return _usage(f"{_flag(err['loc'])}: {err['msg']}")
+        cfg = config_from_args(args, given_flags(argv))
+    except ConfigFileError as exc:
+        return _usage(str(exc))
     except SystemExit as exc:
         return int(exc.code or EXIT_USAGE)
     if not cfg.input.exists():
