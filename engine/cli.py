@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--chunk-size", type=int, default=1200, help="characters per chunk")
     r.add_argument("--chunk-overlap", type=int, default=200, help="characters shared by "
                    "neighbouring chunks")
+    r.add_argument("--max-type-share", type=float, default=2.0, help="diversity gate: each "
+                   "subcategory holds at most this multiple of its fair share of a skill's "
+                   "records (0: off)")
     r.add_argument("--near-dup-threshold", type=float, default=0.9, help="cosine at or above "
                    "which an instruction is a near duplicate of an accepted one")
 
@@ -94,7 +97,7 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "seed": ("seed",), "embedder": ("embedder",), "force": ("force",),
     "near_dup_threshold": ("near_dup_threshold",), "chunk_size": ("chunk_size",),
     "chunk_overlap": ("chunk_overlap",), "max_attempts": ("max_attempts",),
-    "format": ("format",),
+    "format": ("format",), "max_type_share": ("max_type_share",),
     "backend": ("teacher", "backend"), "teacher_model": ("teacher", "model_path"),
     "teacher_url": ("teacher", "url"), "teacher_name": ("teacher", "model_name"),
     "teacher_api_key": ("teacher", "api_key"), "parallel": ("teacher", "parallel"),

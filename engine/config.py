@@ -27,12 +27,16 @@ class RunConfig(BaseModel):
     chunk_overlap: int = Field(200, ge=0)
     max_attempts: int | None = Field(None, ge=1)
     format: Literal["openai", "sharegpt", "alpaca"] = "openai"
+    max_type_share: float = Field(2.0, ge=0, description="diversity gate: a subcategory holds at "
+                                  "most this × its fair share of a skill's records; 0 = off")
     force: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("--chunk-overlap must be smaller than --chunk-size")
+        if 0 < self.max_type_share < 1:
+            raise ValueError("--max-type-share must be 0 (off) or at least 1 (its fair share)")
         names = self.skills
         for name, weight in (self.mix or {}).items():
             if name not in names:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -50,8 +51,53 @@ class Sinks:
     rejected: JsonlWriter
     gate: DedupGate
     done_ids: set[str]
-    already_accepted: Counter  # records per skill written by earlier runs
+    shares: Shares
     fmt: Format = "openai"
+
+
+@dataclass
+class Shares:
+    """What each skill and subcategory may still take: per-skill quotas (--mix) and the
+    diversity gate's per-subcategory caps (--max-type-share × the type's fair share), counted
+    over data.jsonl (earlier runs included) plus what is in flight."""
+
+    quota: dict[str, int]
+    caps: dict[tuple[str, str], int] = field(default_factory=dict)
+    by_skill: Counter = field(default_factory=Counter)
+    by_type: Counter = field(default_factory=Counter)
+    in_flight: Counter = field(default_factory=Counter)
+
+    def skill_open(self, skill: str) -> bool:
+        return self.by_skill[skill] < self.quota[skill]
+
+    def type_open(self, key: tuple[str, str]) -> bool:
+        cap = self.caps.get(key)
+        return cap is None or self.by_type[key] + self.in_flight[key] < cap
+
+    def full(self, key: tuple[str, str]) -> str | None:
+        if not self.skill_open(key[0]):
+            return "skill quota reached"
+        cap = self.caps.get(key)
+        if cap is not None and self.by_type[key] >= cap:
+            return f"subcategory share reached ({cap} records)"
+        return None
+
+    @property
+    def done(self) -> bool:
+        return not any(self.skill_open(n) for n in self.quota)
+
+
+def type_caps(quota: dict[str, int], taxonomies: dict[str, list[tuple[str, float]]],
+              max_share: float) -> dict[tuple[str, str], int]:
+    """At most `max_share` × its fair (weighted) share per subcategory; 0 turns the gate off."""
+    if not max_share:
+        return {}
+    caps = {}
+    for skill, subs in taxonomies.items():
+        total = sum(w for _, w in subs)
+        for sub, w in subs:
+            caps[skill, sub] = max(1, math.ceil(max_share * quota[skill] * w / total))
+    return caps
 
 
 def quotas(num: int, weights: dict[str, float]) -> dict[str, int]:
@@ -92,25 +138,37 @@ async def run_pipeline(
     plans: dict[str, Iterator[WorkItem]],
     sinks: Sinks,
     *,
-    quota: dict[str, int],
+    shares: Shares,
     max_attempts: int,
     on_progress: Callable[[RunStats], None] = lambda s: None,
 ) -> RunStats:
     stats = RunStats()
-    remaining = lambda n: quota[n] - sinks.already_accepted[n] - stats.by_skill[n]
-    if all(remaining(n) <= 0 for n in quota):
+    if shares.done:
         return stats
     workers = max(2, ctx.teacher.slots * 2)
     work: asyncio.Queue = asyncio.Queue(maxsize=workers)
     results: asyncio.Queue = asyncio.Queue(maxsize=workers * 2)
+    freed = asyncio.Event()  # set whenever a result comes back (a capped type may reopen)
+    patience = 4 * sum(len(s.spec.taxonomy) for s in skills.values())
 
     async def plan() -> None:
-        for item in interleave(plans, quota, lambda n: remaining(n) > 0):
+        skipped = 0
+        for item in interleave(plans, shares.quota, shares.skill_open):
             if item.id in sinks.done_ids:
                 continue  # written by an earlier run: resume skips it
+            key = (item.skill, item.subcategory)
+            if not shares.type_open(key):
+                skipped += 1
+                if skipped >= patience:  # every type is at its cap for now: wait for results
+                    freed.clear()
+                    await freed.wait()
+                    skipped = 0
+                continue
+            skipped = 0
             if stats.attempts >= max_attempts:
                 break
             stats.attempts += 1
+            shares.in_flight[key] += 1
             await work.put(item)
         for _ in range(workers):
             await work.put(None)
@@ -124,16 +182,19 @@ async def run_pipeline(
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(plan())] + [tg.create_task(work_loop()) for _ in range(workers)]
             finished = 0
-            while finished < workers and any(remaining(n) > 0 for n in quota):
+            while finished < workers and not shares.done:
                 result = await results.get()
                 if result is _DONE:
                     finished += 1
                     continue
-                if isinstance(result, Candidate) and remaining(result.item.skill) <= 0:
-                    # a skill's share is full while other skills still run: account, not keep
-                    result = rejection(result.item, "quota", "skill quota reached",
-                                       usage=result.usage)
+                key = (result.item.skill, result.item.subcategory) \
+                    if isinstance(result, Candidate) else (result.skill, result.subcategory)
+                shares.in_flight[key] -= 1
+                if isinstance(result, Candidate) and (full := shares.full(key)):
+                    # in flight when its share filled up: accounted for, not kept
+                    result = rejection(result.item, "quota", full, usage=result.usage)
                 await _sink(result, sinks, stats)
+                freed.set()
                 on_progress(stats)
             for task in tasks:  # target reached: stop planning and abandon items in flight
                 task.cancel()
@@ -208,5 +269,7 @@ async def _accept(candidate: Candidate, sinks: Sinks, stats: RunStats) -> Reject
     stats.accepted += 1
     stats.by_skill[record.skill] += 1
     stats.subcategories[record.skill, record.subcategory] += 1
+    sinks.shares.by_skill[record.skill] += 1
+    sinks.shares.by_type[record.skill, record.subcategory] += 1
     stats.usage.merge(candidate.usage)
     return None

@@ -14,7 +14,7 @@ from agents.flow import FlowContext
 from agents.registry import load_skill
 from engine.config import RunConfig
 from engine.gate import DedupGate
-from engine.pipeline import RunStats, Sinks, quotas, run_pipeline
+from engine.pipeline import RunStats, Shares, Sinks, quotas, run_pipeline, type_caps
 from engine.progress import Progress
 from engine.sink import JsonlWriter, read_jsonl, repair_tail
 from engine.report import write_report
@@ -94,13 +94,18 @@ async def run(cfg: RunConfig, progress: Progress, teacher_opener=open_teacher) -
     try:
         async with teacher_opener(teacher_settings, progress.say) as teacher:
             ctx = FlowContext(teacher=teacher, index=index, settings=cfg.flow)
-            sinks = Sinks(data=data, rejected=rejected, gate=gate, done_ids=done_ids, fmt=cfg.format,
-                          already_accepted=Counter(r["skill"] for r in accepted))
+            shares = Shares(
+                quota=quota, by_skill=Counter(r["skill"] for r in accepted),
+                by_type=Counter((r["skill"], r["subcategory"]) for r in accepted),
+                caps=type_caps(quota, {n: [(s.name, s.weight) for s in skill.spec.taxonomy]
+                                       for n, skill in skills.items()}, cfg.max_type_share))
+            sinks = Sinks(data=data, rejected=rejected, gate=gate, done_ids=done_ids,
+                          shares=shares, fmt=cfg.format)
             plans = {name: skill.plan(index.chunks, cfg.seed, cfg.flow.per_chunk,
                                       cfg.flow.unanswerable_share)
                      for name, skill in skills.items()}
             progress.start(cfg.num, len(accepted))
-            stats = await run_pipeline(skills, ctx, plans, sinks, quota=quota,
+            stats = await run_pipeline(skills, ctx, plans, sinks, shares=shares,
                                        max_attempts=cfg.attempts_cap,
                                        on_progress=progress.update)
     finally:

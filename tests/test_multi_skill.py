@@ -90,3 +90,40 @@ def test_a_mixed_run_fills_each_skills_share_and_resumes_per_skill(corpus, tmp_p
     assert summary["complete"] and summary["resumed_from"] == 5
     assert Counter(r["skill"] for r in data) == {"rag": 4, "mcq": 6}
     assert len({r["id"] for r in data}) == 10
+
+
+def test_type_caps_follow_weights_and_can_be_turned_off():
+    from engine.pipeline import type_caps
+
+    caps = type_caps({"rc": 100}, {"rc": [("a", 1.0), ("b", 1.0), ("c", 2.0)]}, 2.0)
+    assert caps == {("rc", "a"): 50, ("rc", "b"): 50, ("rc", "c"): 100}
+    assert type_caps({"rc": 1}, {"rc": [("a", 1.0)] * 43}, 2.0)[("rc", "a")] == 1
+    assert type_caps({"rc": 100}, {"rc": [("a", 1.0)]}, 0) == {}
+
+
+def test_shares_count_in_flight_items_against_a_types_cap():
+    from engine.pipeline import Shares
+
+    shares = Shares(quota={"rc": 10}, caps={("rc", "a"): 2})
+    key = ("rc", "a")
+    assert shares.type_open(key) and shares.full(key) is None
+    shares.in_flight[key] = 1
+    shares.by_type[key] = 1
+    assert not shares.type_open(key)  # one written + one in flight = the cap
+    assert shares.full(key) is None  # the one in flight may still be kept
+    shares.by_type[key] = 2
+    assert shares.full(key) == "subcategory share reached (2 records)"
+    shares.by_skill["rc"] = 10
+    assert shares.full(("rc", "b")) == "skill quota reached" and shares.done
+
+
+@pytest.mark.parametrize("value, ok", [(0, True), (1, True), (2.5, True), (0.5, False)])
+def test_max_type_share_is_off_or_at_least_one(tmp_path, value, ok):
+    from pydantic import ValidationError
+
+    make = lambda: RunConfig(skill="rag", input=tmp_path, out=tmp_path, max_type_share=value)
+    if ok:
+        assert make().max_type_share == value
+    else:
+        with pytest.raises(ValidationError, match="at least 1"):
+            make()

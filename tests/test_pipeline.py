@@ -91,7 +91,8 @@ def test_near_duplicates_are_rejected(tmp_path):
 
     teacher = ScriptedTeacher(rag_replies(question), slots=1)
     out = tmp_path / "out"
-    asyncio.run(run(config(corpus, out, num=2, max_attempts=27), Progress(quiet=True),
+    asyncio.run(run(config(corpus, out, num=2, max_attempts=27, max_type_share=0),
+                    Progress(quiet=True),
                     opener(teacher)))
     rejected = lines(out / "rejected.jsonl")
     near = [r for r in rejected if r["reason"].startswith("near duplicate")]
