@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--chunk-size", type=int, default=1200, help="characters per chunk")
     r.add_argument("--chunk-overlap", type=int, default=200, help="characters shared by "
                    "neighbouring chunks")
+    r.add_argument("--decontaminate", type=Path, nargs="+", metavar="FILE", default=[], help="JSONL/TXT "
+                   "files of benchmark questions; records overlapping them are rejected")
+    r.add_argument("--decontam-ngram", type=int, default=13, help="shared word n-gram length "
+                   "that counts as contamination")
+    r.add_argument("--decontam-cosine", type=float, default=0.9, help="embedding cosine to an "
+                   "eval item that counts as contamination")
     r.add_argument("--max-type-share", type=float, default=2.0, help="diversity gate: each "
                    "subcategory holds at most this multiple of its fair share of a skill's "
                    "records (0: off)")
@@ -98,6 +104,8 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "near_dup_threshold": ("near_dup_threshold",), "chunk_size": ("chunk_size",),
     "chunk_overlap": ("chunk_overlap",), "max_attempts": ("max_attempts",),
     "format": ("format",), "max_type_share": ("max_type_share",),
+    "decontaminate": ("decontaminate",), "decontam_ngram": ("decontam_ngram",),
+    "decontam_cosine": ("decontam_cosine",),
     "backend": ("teacher", "backend"), "teacher_model": ("teacher", "model_path"),
     "teacher_url": ("teacher", "url"), "teacher_name": ("teacher", "model_name"),
     "teacher_api_key": ("teacher", "api_key"), "parallel": ("teacher", "parallel"),
@@ -281,6 +289,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or EXIT_USAGE)
     if not cfg.input.exists():
         return _usage(f"--input {cfg.input} does not exist; pass a file or directory of documents")
+    for path in cfg.decontaminate:
+        if not path.is_file():
+            return _usage(f"--decontaminate {path} does not exist; pass JSONL or TXT files of "
+                          "benchmark questions")
 
     from agents.registry import UnknownSkill
     from engine.progress import Progress

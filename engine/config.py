@@ -27,6 +27,9 @@ class RunConfig(BaseModel):
     chunk_overlap: int = Field(200, ge=0)
     max_attempts: int | None = Field(None, ge=1)
     format: Literal["openai", "sharegpt", "alpaca"] = "openai"
+    decontaminate: list[Path] = Field(default_factory=list, description="eval sets (JSONL/TXT)")
+    decontam_ngram: int = Field(13, ge=4, le=50)
+    decontam_cosine: float = Field(0.9, gt=0, le=1)
     max_type_share: float = Field(2.0, ge=0, description="diversity gate: a subcategory holds at "
                                   "most this × its fair share of a skill's records; 0 = off")
     force: bool = False

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from agents.flow import FlowContext, Skill
 from agents.items import RECORD_SCHEMA_VERSION, Candidate, Rejected, Rejection, Record, Usage
 from agents.items import WorkItem
+from dedup.decontam import Decontaminator
 from engine.formats import Format, FormatError, render
 from engine.gate import DedupGate
 from engine.sink import JsonlWriter
@@ -36,6 +37,7 @@ class RunStats:
     reasons: Counter = field(default_factory=Counter)
     subcategories: Counter = field(default_factory=Counter)  # keyed (skill, subcategory)
     by_skill: Counter = field(default_factory=Counter)
+    contaminated: Counter = field(default_factory=Counter)  # eval source → records rejected
     usage: Usage = field(default_factory=Usage)
     wasted_completion_tokens: int = 0
     started: float = field(default_factory=time.perf_counter)
@@ -53,6 +55,7 @@ class Sinks:
     done_ids: set[str]
     shares: Shares
     fmt: Format = "openai"
+    decontam: Decontaminator | None = None
 
 
 @dataclass
@@ -253,6 +256,12 @@ async def _accept(candidate: Candidate, sinks: Sinks, stats: RunStats) -> Reject
     if reason is not None:
         return rejection(item, "dedup", reason, f"cosine {similarity:.3f}",
                          candidate.instruction, candidate.usage)
+    if sinks.decontam is not None:
+        prompt = "\n".join(m.content for m in candidate.messages if m.role == "user")
+        if hit := sinks.decontam.check(prompt, vec):
+            stats.contaminated[hit.source] += 1
+            return rejection(item, "decontaminate", f"overlaps an eval item in {hit.source}",
+                             hit.how, candidate.instruction, candidate.usage)
     record = Record(id=item.id, skill=item.skill, subcategory=item.subcategory,
                     messages=candidate.messages,
                     metadata={"schema_version": RECORD_SCHEMA_VERSION, **candidate.metadata,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from agents.flow import FlowContext
 from agents.registry import load_skill
+from dedup.decontam import Decontaminator
 from engine.config import RunConfig
 from engine.gate import DedupGate
 from engine.pipeline import RunStats, Shares, Sinks, quotas, run_pipeline, type_caps
@@ -85,6 +86,12 @@ async def run(cfg: RunConfig, progress: Progress, teacher_opener=open_teacher) -
         progress.say(f"skipped {len(index.skipped)} file(s): " + "; ".join(
             f"{s.path} ({s.reason})" for s in index.skipped[:5]))
 
+    decontam = None
+    if cfg.decontaminate:
+        decontam = await asyncio.to_thread(Decontaminator, cfg.decontaminate, embedder,
+                                           cfg.decontam_ngram, cfg.decontam_cosine)
+        progress.say(f"decontaminating against {len(decontam)} eval items from "
+                     f"{len(cfg.decontaminate)} file(s)")
     gate = DedupGate(embedder, cfg.near_dup_threshold, out / "state" / "near_dup.faiss")
     await gate.restore([r["metadata"]["instruction"] for r in accepted])
 
@@ -100,7 +107,7 @@ async def run(cfg: RunConfig, progress: Progress, teacher_opener=open_teacher) -
                 caps=type_caps(quota, {n: [(s.name, s.weight) for s in skill.spec.taxonomy]
                                        for n, skill in skills.items()}, cfg.max_type_share))
             sinks = Sinks(data=data, rejected=rejected, gate=gate, done_ids=done_ids,
-                          shares=shares, fmt=cfg.format)
+                          shares=shares, fmt=cfg.format, decontam=decontam)
             plans = {name: skill.plan(index.chunks, cfg.seed, cfg.flow.per_chunk,
                                       cfg.flow.unanswerable_share)
                      for name, skill in skills.items()}
@@ -176,6 +183,7 @@ def summarize(cfg: RunConfig, stats: RunStats, resumed_from: int, teacher: str,
             "acceptance_rate": round(stats.accepted / max(1, stats.accepted + stats.rejected), 3),
             "rejected_by_reason": dict(stats.reasons.most_common()),
             "accepted_by_skill": dict(sorted(stats.by_skill.items())),
+            "decontaminated_by_source": dict(sorted(stats.contaminated.items())),
             "teacher_calls": stats.usage.calls,
             "prompt_tokens": stats.usage.prompt_tokens,
             "cached_prompt_tokens": stats.usage.cached_tokens,
