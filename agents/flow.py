@@ -35,6 +35,9 @@ class FlowSettings(BaseModel):
     reply_retries: int = Field(2, ge=0, le=10)
     per_chunk: int = Field(2, ge=1, le=50, description="instructions planned per seed chunk in a row")
     retrieval_k: int = Field(4, ge=1, le=20)
+    round_trip_k: int = Field(10, ge=0, le=200, description="round-trip filter depth; 0 = off")
+    round_trip_skills: list[str] | None = Field(
+        None, description="skills the round-trip filter applies to (default: skill.toml's flag)")
     tool_steps: int = Field(2, ge=0, le=8, description="tool calls the teacher may make per answer")
     unanswerable_share: float | None = Field(
         None, ge=0, le=1, description="share of unanswerable types in the plan (default: the "
@@ -197,6 +200,23 @@ class Skill:
         trace.steps.append({"step": "instruct", "question": question})
         return question
 
+    async def check_round_trip(self, ctx: FlowContext, trace: Trace, instruction: str,
+                               source: Chunk) -> None:
+        """Retrieval round trip: a question written from a chunk must find that chunk among the
+        corpus index's top k; one that does not is ambiguous, generic or leaks nothing of its
+        source, and is rejected before its answer is paid for."""
+        k = ctx.settings.round_trip_k
+        wanted = ctx.settings.round_trip_skills
+        if not k or not (self.name in wanted if wanted is not None else self.spec.round_trip):
+            return
+        hits = await ctx.index.asearch(instruction, k=min(k, len(ctx.index)))
+        rank = next((n for n, h in enumerate(hits, 1) if h.chunk.id == source.id
+                     or overlapping(h.chunk, source)), None)
+        trace.steps.append({"step": "round_trip", "k": k, "rank": rank})
+        if rank is None:
+            raise Rejected("round_trip", f"instruction does not retrieve its source in the top {k}",
+                           raw=instruction)
+
     def check_instruction(self, instruction: str, passages: list[str]) -> str | None:
         """Cheap checks before anything more is spent on an instruction; skills override."""
         return None
@@ -236,6 +256,11 @@ class Skill:
 
     async def generate(self, ctx: FlowContext, item: WorkItem, trace: Trace) -> Candidate:
         raise NotImplementedError(f"skill {self.name} must implement generate()")
+
+
+def overlapping(a: Chunk, b: Chunk) -> bool:
+    """Neighbouring chunks share text (the chunk overlap): either counts as the source."""
+    return a.doc_path == b.doc_path and a.start < b.end and b.start < a.end
 
 
 def _reweighted(taxonomy: Sequence[Subcategory], unanswerable_share: float | None

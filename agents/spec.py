@@ -42,6 +42,8 @@ class SkillSpec(BaseModel):
     tools: list[Literal["calculator", "python", "search"]] = Field(
         default_factory=list, description="tools the teacher may call while answering")
     multi_turn: bool = False
+    round_trip: bool = Field(False, description="retrieval round-trip filter on by default: the "
+                             "instruction must retrieve its own seed chunk")
 
     @model_validator(mode="after")
     def _unique_names(self) -> SkillSpec:

@@ -113,6 +113,7 @@ class TaskSkill(Skill):
         if problem := self.check_task(draft):
             raise Rejected("instruct", problem, raw=draft.task.model_dump_json())
         await self.refine_task(ctx, trace, draft)
+        await self.check_round_trip(ctx, trace, self.instruction_text(draft), chunk)
 
         await self.respond(ctx, trace, draft)
         if problem := await self.validate(ctx, draft):

@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--per-chunk", type=int, default=2, help="instructions planned per seed chunk "
                    "in a row (prompt-cache reuse)")
     f.add_argument("--retrieval-k", type=int, default=4, help="documents in each RAG user turn")
+    f.add_argument("--round-trip-k", type=int, default=10, help="retrieval round-trip filter: "
+                   "an instruction must retrieve its own seed chunk in the top K (0: off)")
+    f.add_argument("--round-trip-skills", help="comma-separated skills the round-trip filter "
+                   "applies to (default: those whose skill.toml sets round_trip)")
     f.add_argument("--tool-steps", type=int, default=2, help="tool calls (calculator, python, "
                    "search) the teacher may make per answer, for skills that offer tools")
     f.add_argument("--unanswerable-share", type=float, help="share of unanswerable question "
@@ -115,6 +119,7 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "retrieval_k": ("flow", "retrieval_k"), "max_tokens": ("flow", "max_tokens"),
     "temperature": ("flow", "temperature"), "tool_steps": ("flow", "tool_steps"),
     "unanswerable_share": ("flow", "unanswerable_share"),
+    "round_trip_k": ("flow", "round_trip_k"), "round_trip_skills": ("flow", "round_trip_skills"),
 }
 
 
@@ -150,7 +155,11 @@ def merged_values(args: argparse.Namespace, given: set[str], file_values: dict) 
             holder = holder.setdefault(key, {}) if isinstance(holder.get(key, {}), dict) else {}
         if dest in given or path[-1] not in holder:
             value = getattr(args, dest)
-            holder[path[-1]] = parse_mix(value) if dest == "mix" else value
+            if dest == "mix":
+                value = parse_mix(value)
+            elif dest == "round_trip_skills" and value is not None:
+                value = [n.strip() for n in value.split(",") if n.strip()]
+            holder[path[-1]] = value
     return merged
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from agents.flow import FlowContext, Skill, Trace
+from agents.flow import FlowContext, Skill, Trace, overlapping
 from agents.items import Candidate, Rejected, WorkItem
 from agents.rag import validators as v
 from models import ChatMessage
@@ -31,10 +31,6 @@ def answer_schema(n_documents: int, answerable: bool) -> type[BaseModel]:
         citations=(list[int], Field(max_length=0)))
 
 
-def _overlaps(a: Chunk, b: Chunk) -> bool:
-    return a.doc_path == b.doc_path and a.start < b.end and b.start < a.end
-
-
 class RagSkill(Skill):
     def check_instruction(self, instruction: str, passages: list[str]) -> str | None:
         return v.check_question(instruction) or v.check_on_topic(instruction, passages)
@@ -44,7 +40,7 @@ class RagSkill(Skill):
         if count == 0:
             return []
         hits = await ctx.index.asearch(seed.text, k=min(len(ctx.index), count + 8))
-        found = [h.chunk for h in hits if not _overlaps(h.chunk, seed)][:count]
+        found = [h.chunk for h in hits if not overlapping(h.chunk, seed)][:count]
         if len(found) < count:
             raise Rejected("transform", "no partner passage", "corpus too small for this type")
         return found
@@ -71,6 +67,7 @@ class RagSkill(Skill):
         if problem := self.check_instruction(question, passages):
             raise Rejected("instruct", problem, raw=question)
         question = await self.refine(ctx, trace, sub, passages, question, item.seed)
+        await self.check_round_trip(ctx, trace, question, seed_chunk)
 
         documents = await self.retrieve(ctx, question, sources, rng)
         user_turn = self.render("user_turn.j2", documents=documents, question=question)

@@ -1,0 +1,37 @@
+"""The retrieval round-trip filter: an instruction must retrieve its own seed chunk."""
+
+import re
+
+
+from tests.fakes import ScriptedTeacher, rag_replies
+from tests.skill_harness import run_skill
+
+
+def bee_questions(prompt):
+    """Always about bees, but naming one word of the seed so the cheap on-topic check passes."""
+    source = prompt.split('"""')[1] if '"""' in prompt else ""
+    word = next((w for w in re.findall(r"[A-Za-z]{5,}", source)), "honey")
+    return f"How many workers live in a honey bee colony with a single queen, like {word}?"
+
+
+def test_questions_that_do_not_find_their_source_are_rejected(corpus, tmp_path):
+    teacher = ScriptedTeacher(rag_replies(bee_questions))
+    summary, data, rejected = run_skill(
+        "rag", corpus, tmp_path / "out", teacher, num=1, max_attempts=12,
+        flow={"refine_rounds": 0, "round_trip_k": 1}, max_type_share=0)
+    misses = [r for r in rejected if r["stage"] == "round_trip"]
+    assert misses and all(r["reason"] == "instruction does not retrieve its source in the top 1"
+                          for r in misses)
+    assert {r["metadata"]["seed_chunk_id"] for r in misses}  # seeds other than the bee text
+    for rec in data:  # what is kept came from the chunk the question retrieves
+        assert rec["metadata"]["source"]["doc_path"] == "bees.txt"
+    assert summary["this_run"]["rejected_by_reason"][
+        "round_trip: instruction does not retrieve its source in the top 1"] == len(misses)
+
+
+def test_the_filter_can_be_turned_off_or_aimed_at_other_skills(corpus, tmp_path):
+    for flow in ({"round_trip_k": 0}, {"round_trip_k": 1, "round_trip_skills": ["mcq"]}):
+        teacher = ScriptedTeacher(rag_replies(bee_questions))
+        _, _, rejected = run_skill("rag", corpus, tmp_path / str(len(flow)), teacher, num=1,
+                                   max_attempts=6, flow={"refine_rounds": 0, **flow})
+        assert not [r for r in rejected if r["stage"] == "round_trip"]
