@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "existing --out")
     o.add_argument("--quiet", action="store_true", help="no progress output")
     o.add_argument("--verbose", action="store_true", help="debug logging")
+    o.add_argument("--log-file", type=Path, help="append logs (INFO and up) to this file")
+    o.add_argument("--log-format", choices=["text", "json"], default="text", help="json: one "
+                   "JSON object per log line (stderr and --log-file)")
     return p
 
 
@@ -285,8 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["config"]:
         return config_main(argv[1:])
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    from engine.logs import setup_logging
+
+    setup_logging(args.verbose, args.log_format, args.log_file)
     if args.list_skills:
         list_skills()
         return 0

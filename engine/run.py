@@ -123,6 +123,7 @@ async def run(cfg: RunConfig, progress: Progress, teacher_opener=open_teacher) -
     summary = summarize(cfg, stats, len(accepted), teacher_name, len(index))
     summary["skills"] = skill_report(skills, quota, accepted, stats)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log.info("run finished: %s", json.dumps(summary["this_run"]))
     try:
         await asyncio.to_thread(
             write_report, out, list(read_jsonl(out / "data.jsonl")),

@@ -88,3 +88,27 @@ def test_corrupt_data_file_is_refused_and_kept(capsys, corpus, tmp_path):
                             "--quiet")
     assert code == EXIT_FATAL and "data.jsonl:2" in err
     assert (out / "data.jsonl").read_text() == damaged
+
+
+def test_log_file_in_json_lines(corpus, tmp_path, capsys):
+    import json as _json
+
+    log_file = tmp_path / "logs" / "run.jsonl"
+    # a bad teacher URL ends the run early, but the log still records what happened
+    code = main(["--skill", "rag", "--input", str(corpus), "--out", str(tmp_path / "o"),
+                 "--teacher-url", "http://127.0.0.1:9", "--timeout", "2", "--quiet",
+                 "--log-file", str(log_file), "--log-format", "json"])
+    assert code == 1
+    entries = [_json.loads(line) for line in log_file.read_text().splitlines()]
+    assert entries and all({"ts", "level", "logger", "msg"} <= set(e) for e in entries)
+    assert any("index" in e["msg"].lower() or "chunk" in e["msg"].lower() for e in entries)
+
+
+def test_stage_counts_summarise_rejections():
+    from engine.pipeline import RunStats
+    from engine.progress import stage_counts
+
+    stats = RunStats()
+    stats.reasons.update({"validate: a": 3, "validate: b": 2, "instruct: c": 4, "dedup: d": 1})
+    assert stage_counts(stats) == "validate 5 · instruct 4 · dedup 1"
+    assert stage_counts(RunStats()) == "-"
