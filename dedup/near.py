@@ -87,6 +87,13 @@ class NearDupIndex:
         sims, ids = self._index.search(row, 1)
         return min(float(sims[0, 0]), 1.0), int(ids[0, 0])
 
+    def neighbours_within(self, vec: np.ndarray, radius: float, limit: int) -> int:
+        """How many stored vectors have cosine >= radius with `vec` (counted up to `limit`)."""
+        if self.ntotal == 0 or limit <= 0:
+            return 0
+        sims, _ = self._index.search(self._unit_rows(vec, single=True), min(limit, self.ntotal))
+        return int((sims[0] >= radius).sum())
+
     def is_duplicate(self, vec: np.ndarray) -> tuple[bool, float]:
         max_sim, _ = self.nearest(vec)
         return max_sim >= self.threshold - _FLOAT32_SLACK, max_sim

@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "that counts as contamination")
     r.add_argument("--decontam-cosine", type=float, default=0.9, help="embedding cosine to an "
                    "eval item that counts as contamination")
+    r.add_argument("--density-max", type=int, default=0, help="diversity gate: reject an "
+                   "instruction when more than this many accepted ones lie within "
+                   "--density-radius cosine of it (0: off)")
+    r.add_argument("--density-radius", type=float, default=0.8, help="cosine radius for "
+                   "--density-max")
     r.add_argument("--max-type-share", type=float, default=2.0, help="diversity gate: each "
                    "subcategory holds at most this multiple of its fair share of a skill's "
                    "records (0: off)")
@@ -111,6 +116,7 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "near_dup_threshold": ("near_dup_threshold",), "chunk_size": ("chunk_size",),
     "chunk_overlap": ("chunk_overlap",), "max_attempts": ("max_attempts",),
     "format": ("format",), "max_type_share": ("max_type_share",),
+    "density_max": ("density_max",), "density_radius": ("density_radius",),
     "decontaminate": ("decontaminate",), "decontam_ngram": ("decontam_ngram",),
     "decontam_cosine": ("decontam_cosine",),
     "backend": ("teacher", "backend"), "teacher_model": ("teacher", "model_path"),

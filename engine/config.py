@@ -30,6 +30,10 @@ class RunConfig(BaseModel):
     decontaminate: list[Path] = Field(default_factory=list, description="eval sets (JSONL/TXT)")
     decontam_ngram: int = Field(13, ge=4, le=50)
     decontam_cosine: float = Field(0.9, gt=0, le=1)
+    density_radius: float = Field(0.8, ge=0, le=1, description="cosine radius of the density "
+                                  "limit")
+    density_max: int = Field(0, ge=0, description="max accepted instructions within "
+                             "density_radius of a new one; 0 = off")
     max_type_share: float = Field(2.0, ge=0, description="diversity gate: a subcategory holds at "
                                   "most this × its fair share of a skill's records; 0 = off")
     force: bool = False

@@ -19,9 +19,13 @@ log = logging.getLogger(__name__)
 
 
 class DedupGate:
-    def __init__(self, embedder: Embedder, threshold: float, state_path: Path) -> None:
+    def __init__(self, embedder: Embedder, threshold: float, state_path: Path,
+                 density_radius: float = 0.0, density_max: int = 0) -> None:
         self.embedder = embedder
         self.threshold = threshold
+        # density limit: at most `density_max` accepted instructions within `density_radius`
+        # cosine of a new one, so a run cannot pile up in one corner of embedding space
+        self.density_radius, self.density_max = density_radius, density_max
         self.state_path = state_path
         self.exact = ExactDedup()
         self.near = NearDupIndex(embedder.dim, threshold)
@@ -53,6 +57,11 @@ class DedupGate:
         duplicate, similarity = self.near.is_duplicate(vec)
         if duplicate:
             return f"near duplicate (cosine >= {self.threshold})", None, similarity
+        if self.density_max and self.density_radius:
+            crowd = self.near.neighbours_within(vec, self.density_radius, self.density_max + 1)
+            if crowd > self.density_max:
+                return (f"dense region ({crowd} accepted within cosine {self.density_radius})",
+                        None, similarity)
         return None, vec, similarity
 
     def commit(self, instruction: str, vec: np.ndarray, save_every: int = 25) -> None:

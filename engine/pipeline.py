@@ -254,7 +254,8 @@ async def _accept(candidate: Candidate, sinks: Sinks, stats: RunStats) -> Reject
     item = candidate.item
     reason, vec, similarity = await sinks.gate.check(candidate.instruction)
     if reason is not None:
-        return rejection(item, "dedup", reason, f"cosine {similarity:.3f}",
+        stage = "diversity" if reason.startswith("dense region") else "dedup"
+        return rejection(item, stage, reason, f"cosine {similarity:.3f}",
                          candidate.instruction, candidate.usage)
     if sinks.decontam is not None:
         prompt = "\n".join(m.content for m in candidate.messages if m.role == "user")

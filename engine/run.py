@@ -92,7 +92,8 @@ async def run(cfg: RunConfig, progress: Progress, teacher_opener=open_teacher) -
                                            cfg.decontam_ngram, cfg.decontam_cosine)
         progress.say(f"decontaminating against {len(decontam)} eval items from "
                      f"{len(cfg.decontaminate)} file(s)")
-    gate = DedupGate(embedder, cfg.near_dup_threshold, out / "state" / "near_dup.faiss")
+    gate = DedupGate(embedder, cfg.near_dup_threshold, out / "state" / "near_dup.faiss",
+                     cfg.density_radius, cfg.density_max)
     await gate.restore([r["metadata"]["instruction"] for r in accepted])
 
     teacher_settings = cfg.teacher.model_copy(update={"server_log": out / "logs" / "llama-server.log"})
