@@ -126,10 +126,12 @@ async def run(cfg: RunConfig, progress: Progress, teacher_opener=open_teacher) -
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log.info("run finished: %s", json.dumps(summary["this_run"]))
     try:
-        await asyncio.to_thread(
+        stats_ = await asyncio.to_thread(
             write_report, out, list(read_jsonl(out / "data.jsonl")),
             list(read_jsonl(out / "rejected.jsonl")), gate.near.vectors(), summary,
             run_info(cfg, teacher_name, embedder.name))
+        summary["diversity"] = stats_["diversity"]
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     except Exception:  # the data is written and safe; a broken card must not fail the run
         log.exception("could not write the dataset card and statistics")
     return summary

@@ -42,6 +42,7 @@ def test_every_run_leaves_a_card_stats_and_valid_plots(corpus, tmp_path):
     assert sum(stats["records_by_subcategory"].values()) == 5
     assert stats["tokens"]["calls"] > 0
     div = stats["diversity"]["instructions"]
+    assert summary["diversity"] == stats["diversity"]  # in the run summary too
     assert 1.0 <= div["vendi_score"] <= 5.0 and div["vendi_sample"] == 5
     assert 0 < div["distinct_2"] <= 1
     card = (out / "README.md").read_text()
