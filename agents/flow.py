@@ -95,7 +95,9 @@ class Skill:
         # a skill's own prompts first; the shared ones (generic refinement) fill the gaps
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader([folder / "prompts", COMMON_PROMPTS]),
-            undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
+            undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False,
+            auto_reload=False)  # prompts are data shipped with the package: no stat per render
+        self._templates = {p.name for p in (folder / "prompts").glob("*.j2")}
 
     @property
     def name(self) -> str:
@@ -105,7 +107,7 @@ class Skill:
         return self._env.get_template(template).render(**values).strip()
 
     def has_template(self, template: str) -> bool:
-        return (self.folder / "prompts" / template).is_file()
+        return template in self._templates
 
     def seed_chunks(self, chunks: Sequence[Chunk]) -> list[Chunk]:
         """The chunks this skill prefers as seeds (code for coding skills); all when none fit."""

@@ -3,6 +3,7 @@ in view), and an item is kept only when they agree and the options are distinct.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated
 
@@ -52,6 +53,12 @@ def check_agreement(task: Mcq, choice: int) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=8)
+def choice_model(n_options: int) -> type[BaseModel]:
+    """The answer schema allows only the options that exist (one class per count, reused)."""
+    return create_model("Choice", __base__=Choice, choice=(int, Field(ge=1, le=n_options)))
+
+
 class McqSkill(TaskSkill):
     task_model = Mcq
     answer_model = Choice
@@ -65,9 +72,7 @@ class McqSkill(TaskSkill):
                 or check_negative_form(task, draft.sub.expects))
 
     def answer_schema(self, draft: Draft) -> type[BaseModel]:
-        # the schema allows only the options that exist
-        return create_model("Choice", __base__=Choice,
-                            choice=(int, Field(ge=1, le=len(draft.task.options))))
+        return choice_model(len(draft.task.options))
 
     async def validate(self, ctx: FlowContext, draft: Draft) -> str | None:
         task: Mcq = draft.task

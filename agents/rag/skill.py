@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from typing import Annotated, Literal
 
@@ -15,6 +16,7 @@ from models import ChatMessage
 from retrieval import Chunk
 
 
+@functools.lru_cache(maxsize=64)
 def answer_schema(n_documents: int, answerable: bool) -> type[BaseModel]:
     """The reply shape, narrowed per item so constrained decoding rules out whole classes of
     failure: answerable types must cite 1..n_documents, unanswerable ones cannot cite at all.
