@@ -1,0 +1,119 @@
+"""Web agent: the seed becomes a small web page (elements with ids, roles and names, like an
+accessibility tree); the writer sets a goal on it; the teacher answers with a sequence of actions
+over element ids, checked against the page (ids exist, actions fit roles) and the task type."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from agents.flow import FlowContext, Trace
+from agents.items import Candidate, Rejected, WorkItem
+from agents.task import Draft, TaskSkill
+from agents.web_agent import validators as v
+from agents.web_agent.models import (Page, PageDraft, WebTask, actions_json, actions_model,
+                                     build_page, describe, render_page)
+from retrieval import Chunk
+
+
+@dataclass
+class WebDraft(Draft):
+    page: Page | None = None
+
+
+class WebAgentSkill(TaskSkill):
+    task_model = WebTask
+
+    async def build(self, ctx: FlowContext, trace: Trace, chunk: Chunk, name: str) -> Page:
+        """Like `Skill.transform`, but the agent's reply is a page, shared per chunk × agent."""
+        key = (chunk.id, f"{name}:page")
+        shared = ctx._transforms.get(key)
+        first = shared is None
+        if first:
+            own = Trace()
+            prompt = self.render(self.spec.transformation(name).template or "",
+                                 passage=chunk.text)
+            future = asyncio.ensure_future(self.ask(ctx, own, "transform", prompt, PageDraft,
+                                                    seed=int(chunk.id[:8], 16)))
+            shared = ctx._transforms[key] = (future, own)
+        future, own = shared
+        try:
+            raw = await asyncio.shield(future)
+        finally:
+            if first:  # the first item pays for the shared call
+                trace.usage.merge(own.usage)
+        trace.steps.append({"step": "transform", "agent": name})
+        page = build_page(raw)
+        # the page's own defects first (repeated elements are the small teacher's usual one)
+        if problem := v.check_page(page, "any") or v.check_page_grounded(page, chunk.text):
+            raise Rejected("transform", problem, raw=raw.model_dump_json())
+        return page
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    def instruction_text(self, draft: WebDraft) -> str:
+        # goals repeat across pages ("sign up for the newsletter"): the page's title tells apart
+        return f"{draft.page.title}: {draft.task.goal.strip()}"
+
+    def check_task(self, draft: WebDraft) -> str | None:
+        return v.check_goal(draft.task.goal, draft.page, draft.sub.expects)
+
+    def answer_schema(self, draft: WebDraft) -> type[BaseModel]:
+        return actions_model(len(draft.page.elements))
+
+    async def validate(self, ctx: FlowContext, draft: WebDraft) -> str | None:
+        actions, page, goal = draft.answer.actions, draft.page, draft.task.goal
+        draft.scores["actions"] = len(actions)
+        problem = (v.check_ids(actions, page) or v.check_roles(actions, page)
+                   or v.check_sequence(actions) or v.check_values_from_goal(actions, goal))
+        if problem:
+            return problem
+        expects = draft.sub.expects
+        if expects == "link":
+            return v.check_navigate(actions, page, goal)
+        if expects == "answer":
+            draft.scores["answer_support"] = v.answer_support(actions, page)
+            return v.check_find_information(actions, page, goal)
+        if expects == "form":
+            return v.check_fill_form(actions, page)
+        if expects == "select":
+            return v.check_select(actions)
+        if expects == "multi":
+            return v.check_multi_step(actions)
+        return None
+
+    def assistant_turn(self, draft: WebDraft) -> str:
+        steps = [f"{i}. {describe(a, draft.page)}"
+                 for i, a in enumerate(draft.answer.actions, start=1)]
+        return "\n".join(steps) + "\n\n```json\n" + actions_json(draft.answer.actions) + "\n```"
+
+    # -- the flow -----------------------------------------------------------------------------
+
+    async def generate(self, ctx: FlowContext, item: WorkItem, trace: Trace) -> Candidate:
+        sub = self.spec.subcategory(item.subcategory)
+        chunk = ctx.index.get(item.seed_chunk_id)
+        page = await self.build(ctx, trace, chunk, item.transformation)
+        if problem := v.check_page(page, sub.expects):
+            raise Rejected("transform", problem, raw=render_page(page))
+        draft = WebDraft(item=item, sub=sub, chunk=chunk, passage=render_page(page), page=page)
+        draft.extra["page"] = page.model_dump(mode="json")
+
+        draft.task = await self.ask(ctx, trace, "instruct",
+                                    self.render("instruct.j2", **self._values(draft)),
+                                    self.task_schema(sub), item.seed)
+        trace.steps.append({"step": "instruct", "task": draft.task.model_dump(mode="json")})
+        if problem := self.check_task(draft):
+            raise Rejected("instruct", problem, raw=draft.task.model_dump_json())
+        await self.refine_task(ctx, trace, draft)
+
+        await self.respond(ctx, trace, draft)
+        if problem := await self.validate(ctx, draft):
+            detail = ", ".join(f"{k} {val:.3g}" for k, val in draft.scores.items())
+            raise Rejected("validate", problem, detail, raw=draft.answer.model_dump_json())
+        draft.extra["actions"] = [a.model_dump() for a in draft.answer.actions]
+        return self.candidate(ctx, draft, trace)
+
+
+SKILL = WebAgentSkill
