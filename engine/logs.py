@@ -26,8 +26,9 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(verbose: bool = False, fmt: str = "text", log_file: Path | None = None) -> None:
     root = logging.getLogger()
-    for handler in list(root.handlers):
+    for handler in list(root.handlers):  # a second call (tests, embedding) replaces, not adds
         root.removeHandler(handler)
+        handler.close()
     formatter = JsonFormatter() if fmt == "json" else logging.Formatter(
         "%(levelname)s %(name)s: %(message)s")
     console = logging.StreamHandler(sys.stderr)
