@@ -49,7 +49,7 @@ class FlowContext:
     teacher: Teacher
     index: CorpusIndex
     settings: FlowSettings
-    _transforms: dict[tuple[str, str, str], tuple[asyncio.Future, Trace]] = field(default_factory=dict)
+    _transforms: dict[tuple, tuple[asyncio.Future, Trace]] = field(default_factory=dict)
 
 
 @dataclass
@@ -171,26 +171,32 @@ class Skill:
 
     # -- the generic flows ------------------------------------------------------------------
 
+    async def shared_ask(self, ctx: FlowContext, trace: Trace, key: tuple, prompt: str,
+                         output: type[T], seed: int) -> T:
+        """One constrained call shared by every item with the same key (a transformation of a
+        chunk): the first item asks and pays for it, so tokens are counted once."""
+        shared = ctx._transforms.get(key)
+        first = shared is None
+        if first:
+            own = Trace()
+            task = asyncio.ensure_future(self.ask(ctx, own, "transform", prompt, output, seed))
+            shared = ctx._transforms[key] = (task, own)
+        task, own = shared
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if first:
+                trace.usage.merge(own.usage)
+
     async def transform(self, ctx: FlowContext, trace: Trace, chunk: Chunk, name: str) -> str:
         """Content transformation, shared by every item that uses the same (chunk, agent)."""
         transformation = self.spec.transformation(name)
         if transformation.template is None:
             return chunk.text
-        key = (self.name, chunk.id, name)
-        shared = ctx._transforms.get(key)
-        first = shared is None
-        if first:
-            own = Trace()
-            prompt = self.render(transformation.template, passage=chunk.text)
-            task = asyncio.ensure_future(self.ask(ctx, own, "transform", prompt, Transformed,
-                                                  seed=int(chunk.id[:8], 16)))
-            shared = ctx._transforms[key] = (task, own)
-        task, own = shared
-        try:
-            result = await asyncio.shield(task)
-        finally:
-            if first:  # the first item pays for the shared call, so tokens are counted once
-                trace.usage.merge(own.usage)
+        result = await self.shared_ask(
+            ctx, trace, (self.name, chunk.id, name),
+            self.render(transformation.template, passage=chunk.text), Transformed,
+            seed=int(chunk.id[:8], 16))
         trace.steps.append({"step": "transform", "agent": name})
         return result.text
 

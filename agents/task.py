@@ -66,6 +66,11 @@ class TaskSkill(Skill):
     def answer_schema(self, draft: Draft) -> type[BaseModel]:
         return self.answer_model
 
+    def edit_schema(self, draft: Draft) -> type[BaseModel]:
+        """The schema the refinement editor writes to (the task's, unless it depends on more
+        than the subcategory)."""
+        return self.task_schema(draft.sub)
+
     def instruction_text(self, draft: Draft) -> str:
         """The instruction as a student sees it: the dedup gate compares this text."""
         return getattr(draft.task, "instruction", "") or self.user_turn(draft)
@@ -125,7 +130,7 @@ class TaskSkill(Skill):
         """Suggester → editor rounds over the whole task object; an edit that fails the cheap
         checks is dropped and the previous version kept."""
         rng = random.Random(draft.item.seed)
-        schema = self.task_schema(draft.sub)
+        schema = self.edit_schema(draft)
         for rnd in range(ctx.settings.refine_rounds):
             goal = rng.choice(self.spec.refinement_goals)
             values = self._values(draft) | {"goal": goal,

@@ -10,12 +10,12 @@ call and a final assistant answer.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 from dataclasses import dataclass
 
-from agents.flow import FlowContext, Suggestions, Trace
+from pydantic import BaseModel
+
+from agents.flow import FlowContext, Trace
 from agents.items import Candidate, Rejected, WorkItem
 from agents.task import Draft, TaskSkill
 from agents.tool_use import validators as v
@@ -41,26 +41,14 @@ class ToolUseSkill(TaskSkill):
     async def derive_apis(self, ctx: FlowContext, trace: Trace, chunk: Chunk,
                           name: str) -> ApiList:
         """Like `Skill.transform`, but the agent's reply is an `ApiList`, not text."""
-        key = (chunk.id, f"{name}:apis")
-        shared = ctx._transforms.get(key)
-        first = shared is None
-        if first:
-            own = Trace()
-            prompt = self.render(self.spec.transformation(name).template or "",
-                                 passage=chunk.text)
-            functions = seed_functions(chunk.text)
-            # the seed's own functions: name them by enum when the code defines enough of them
-            output = api_list_model(functions) if GROUNDED_EVERY.get(name) \
-                and len(functions) >= 2 else ApiList
-            future = asyncio.ensure_future(self.ask(ctx, own, "transform", prompt, output,
-                                                    seed=int(chunk.id[:8], 16)))
-            shared = ctx._transforms[key] = (future, own)
-        future, own = shared
-        try:
-            raw = await asyncio.shield(future)
-        finally:
-            if first:  # the first item pays for the shared call
-                trace.usage.merge(own.usage)
+        functions = seed_functions(chunk.text)
+        # the seed's own functions: name them by enum when the code defines enough of them
+        output = api_list_model(functions) if GROUNDED_EVERY.get(name) \
+            and len(functions) >= 2 else ApiList
+        raw = await self.shared_ask(
+            ctx, trace, (self.name, chunk.id, f"{name}:apis"),
+            self.render(self.spec.transformation(name).template or "", passage=chunk.text),
+            output, seed=int(chunk.id[:8], 16))
         apis = v.normalize_api_list(raw)
         trace.steps.append({"step": "transform", "agent": name,
                             "apis": [a.name for a in apis.apis]})
@@ -130,30 +118,9 @@ class ToolUseSkill(TaskSkill):
             await self.simulate(ctx, trace, draft)
         return self.candidate(ctx, draft, trace)
 
-    async def refine_task(self, ctx: FlowContext, trace: Trace, draft: ToolDraft) -> None:
-        """TaskSkill.refine_task with this item's schema (it depends on the API list, which
-        `task_schema(sub)` cannot see)."""
-        schema = task_model(draft.sub, draft.apis)
-        rng = random.Random(draft.item.seed)
-        for rnd in range(ctx.settings.refine_rounds):
-            goal = rng.choice(self.spec.refinement_goals)
-            values = self._values(draft) | {"goal": goal,
-                                            "task_json": draft.task.model_dump_json()}
-            suggestions = (await self.ask(ctx, trace, "suggest",
-                                          self.render("suggest.j2", **values), Suggestions,
-                                          draft.item.seed + 101 * (rnd + 1))).suggestions
-            edited = await self.ask(ctx, trace, "edit",
-                                    self.render("edit.j2", **values, suggestions=suggestions),
-                                    schema, draft.item.seed + 211 * (rnd + 1))
-            before, draft.task = draft.task, edited
-            problem = self.check_task(draft)
-            if problem:
-                draft.task = before
-            trace.steps.append({"step": "refine", "round": rnd + 1, "goal": goal,
-                                "suggestions": suggestions,
-                                "before": before.model_dump(mode="json"),
-                                "after": edited.model_dump(mode="json"), "kept": problem is None,
-                                **({"dropped_because": problem} if problem else {})})
+    def edit_schema(self, draft: ToolDraft) -> type[BaseModel]:
+        # the task's schema depends on the item's API list, which task_schema(sub) cannot see
+        return task_model(draft.sub, draft.apis)
 
     async def act(self, ctx: FlowContext, trace: Trace, draft: ToolDraft) -> None:
         """The teacher sees the API list and the request (as the student will) and decides to

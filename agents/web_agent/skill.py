@@ -4,7 +4,6 @@ over element ids, checked against the page (ids exist, actions fit roles) and th
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from pydantic import BaseModel
@@ -28,22 +27,10 @@ class WebAgentSkill(TaskSkill):
 
     async def build(self, ctx: FlowContext, trace: Trace, chunk: Chunk, name: str) -> Page:
         """Like `Skill.transform`, but the agent's reply is a page, shared per chunk × agent."""
-        key = (chunk.id, f"{name}:page")
-        shared = ctx._transforms.get(key)
-        first = shared is None
-        if first:
-            own = Trace()
-            prompt = self.render(self.spec.transformation(name).template or "",
-                                 passage=chunk.text)
-            future = asyncio.ensure_future(self.ask(ctx, own, "transform", prompt, PageDraft,
-                                                    seed=int(chunk.id[:8], 16)))
-            shared = ctx._transforms[key] = (future, own)
-        future, own = shared
-        try:
-            raw = await asyncio.shield(future)
-        finally:
-            if first:  # the first item pays for the shared call
-                trace.usage.merge(own.usage)
+        raw = await self.shared_ask(
+            ctx, trace, (self.name, chunk.id, f"{name}:page"),
+            self.render(self.spec.transformation(name).template or "", passage=chunk.text),
+            PageDraft, seed=int(chunk.id[:8], 16))
         trace.steps.append({"step": "transform", "agent": name})
         page = build_page(raw)
         # the page's own defects first (repeated elements are the small teacher's usual one)
