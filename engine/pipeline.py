@@ -27,6 +27,8 @@ from models import TeacherError, TeacherUnavailable
 log = logging.getLogger(__name__)
 
 _DONE = object()  # a worker's last word on the result queue
+COLD_AFTER = 5  # rejections in a row, nothing accepted since: the subcategory is "cold"
+COLD_MAX_GAP = 16  # a cold subcategory still plays at least one card in this many
 
 
 @dataclass
@@ -40,6 +42,7 @@ class RunStats:
     contaminated: Counter = field(default_factory=Counter)  # eval source → records rejected
     usage: Usage = field(default_factory=Usage)
     wasted_completion_tokens: int = 0
+    teacher_retries: int = 0
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -69,6 +72,37 @@ class Shares:
     by_skill: Counter = field(default_factory=Counter)
     by_type: Counter = field(default_factory=Counter)
     in_flight: Counter = field(default_factory=Counter)
+    types: dict[str, list[str]] = field(default_factory=dict)  # skill -> its subcategories
+    streak: Counter = field(default_factory=Counter)  # rejections in a row per subcategory
+    last_attempt: Counter = field(default_factory=Counter)  # attempt number of its last item
+
+    def settle(self, key: tuple[str, str], accepted: bool, stage: str) -> None:
+        """Track each subcategory's run of failures (a quota rejection is not the type's fault)."""
+        if accepted:
+            self.streak[key] = 0
+        elif stage != "quota":
+            self.streak[key] += 1
+
+    def cold(self, key: tuple[str, str], attempts: int) -> bool:
+        """True while this subcategory must sit out. One that keeps failing (a type the teacher
+        cannot do, seeds it cannot use) backs off exponentially while its skill has types that
+        still work: after COLD_AFTER rejections in a row it waits for 2, then 4, 8, at most
+        COLD_MAX_GAP other attempts between its own, so it cannot eat the attempt budget. When
+        every type of the skill is cold (a weak teacher) none is held back; one acceptance warms
+        a type up again."""
+        over = self.streak[key] - COLD_AFTER
+        if over < 0 or not self.warm_left(key[0]):
+            return False
+        return attempts - self.last_attempt[key] < min(2 << over, COLD_MAX_GAP)
+
+    def warm_left(self, skill: str) -> bool:
+        """Does `skill` still have a subcategory that is neither cold nor full?"""
+        for sub in self.types.get(skill, ()):
+            key = (skill, sub)
+            cap = self.caps.get(key)
+            if self.streak[key] < COLD_AFTER and (cap is None or self.by_type[key] < cap):
+                return True
+        return False
 
     def skill_open(self, skill: str) -> bool:
         return self.by_skill[skill] < self.quota[skill]
@@ -160,17 +194,20 @@ async def run_pipeline(
             if item.id in sinks.done_ids:
                 continue  # written by an earlier run: resume skips it
             key = (item.skill, item.subcategory)
-            if not shares.type_open(key):
+            cold = shares.cold(key, stats.attempts)
+            if not shares.type_open(key) or (cold and (skipped < patience or +shares.in_flight)):
                 skipped += 1
-                if skipped >= patience:  # every type is at its cap for now: wait for results
+                if skipped >= patience and +shares.in_flight:
+                    # every warm type is at its cap: wait for results rather than feed cold ones
                     freed.clear()
                     await freed.wait()
                     skipped = 0
-                continue
+                continue  # (nothing in flight and only cold cards left: the next one plays)
             skipped = 0
             if stats.attempts >= max_attempts:
                 break
             stats.attempts += 1
+            shares.last_attempt[key] = stats.attempts
             shares.in_flight[key] += 1
             await work.put(item)
         for _ in range(workers):
@@ -186,25 +223,39 @@ async def run_pipeline(
             tasks = [tg.create_task(plan())] + [tg.create_task(work_loop()) for _ in range(workers)]
             finished = 0
             while finished < workers and not shares.done:
-                result = await results.get()
-                if result is _DONE:
-                    finished += 1
-                    continue
-                key = (result.item.skill, result.item.subcategory) \
-                    if isinstance(result, Candidate) else (result.skill, result.subcategory)
-                shares.in_flight[key] -= 1
-                if isinstance(result, Candidate) and (full := shares.full(key)):
-                    # in flight when its share filled up: accounted for, not kept
-                    result = rejection(result.item, "quota", full, usage=result.usage)
-                await _sink(result, sinks, stats)
-                freed.set()
-                on_progress(stats)
+                # take every result that is ready: their instructions are embedded in one batch
+                batch = [await results.get()]
+                while not results.empty():
+                    batch.append(results.get_nowait())
+                await sinks.gate.prepare([r.instruction for r in batch if isinstance(r, Candidate)])
+                for result in batch:
+                    if result is _DONE:
+                        finished += 1
+                    elif not shares.done:
+                        await _settle(result, sinks, shares, stats)
+                        freed.set()
+                        on_progress(stats)
             for task in tasks:  # target reached: stop planning and abandon items in flight
                 task.cancel()
     except BaseExceptionGroup as group:
         # the first failure explains the run's end (e.g. the teacher is down); others follow it
         raise _first(group) from group
     return stats
+
+
+async def _settle(result: Candidate | Rejection, sinks: Sinks, shares: Shares,
+                  stats: RunStats) -> None:
+    """One finished item: through the share check and the gates into its file."""
+    key = (result.item.skill, result.item.subcategory) \
+        if isinstance(result, Candidate) else (result.skill, result.subcategory)
+    shares.in_flight[key] -= 1
+    if isinstance(result, Candidate) and (full := shares.full(key)):
+        # in flight when its share filled up: accounted for, not kept
+        result = rejection(result.item, "quota", full, usage=result.usage)
+    accepted = stats.accepted
+    await _sink(result, sinks, stats)
+    shares.settle(key, stats.accepted > accepted,
+                  "" if isinstance(result, Candidate) else result.stage)
 
 
 def _first(group: BaseExceptionGroup) -> BaseException:

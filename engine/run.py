@@ -106,16 +106,20 @@ async def run(cfg: RunConfig, progress: Progress, teacher_opener=open_teacher) -
                 quota=quota, by_skill=Counter(r["skill"] for r in accepted),
                 by_type=Counter((r["skill"], r["subcategory"]) for r in accepted),
                 caps=type_caps(quota, {n: [(s.name, s.weight) for s in skill.spec.taxonomy]
-                                       for n, skill in skills.items()}, cfg.max_type_share))
+                                       for n, skill in skills.items()}, cfg.max_type_share),
+                types={n: [s.name for s in skill.spec.taxonomy] for n, skill in skills.items()})
             sinks = Sinks(data=data, rejected=rejected, gate=gate, done_ids=done_ids,
                           shares=shares, fmt=cfg.format, decontam=decontam)
             plans = {name: skill.plan(index.chunks, cfg.seed, cfg.flow.per_chunk,
                                       cfg.flow.unanswerable_share)
                      for name, skill in skills.items()}
             progress.start(cfg.num, len(accepted))
-            stats = await run_pipeline(skills, ctx, plans, sinks, shares=shares,
-                                       max_attempts=cfg.attempts_cap,
-                                       on_progress=progress.update)
+            try:
+                stats = await run_pipeline(skills, ctx, plans, sinks, shares=shares,
+                                           max_attempts=cfg.attempts_cap,
+                                           on_progress=progress.update)
+            finally:
+                stats.teacher_retries = getattr(teacher, "retried", 0)
     finally:
         progress.stop()
         data.close()
@@ -189,6 +193,8 @@ def summarize(cfg: RunConfig, stats: RunStats, resumed_from: int, teacher: str,
             "accepted_by_skill": dict(sorted(stats.by_skill.items())),
             "decontaminated_by_source": dict(sorted(stats.contaminated.items())),
             "teacher_calls": stats.usage.calls,
+            "teacher_retries": stats.teacher_retries,  # transport faults, retried by the client
+            "unusable_replies": stats.usage.unusable_replies,  # asked again with a new seed
             "prompt_tokens": stats.usage.prompt_tokens,
             "cached_prompt_tokens": stats.usage.cached_tokens,
             "completion_tokens": completion,

@@ -127,3 +127,49 @@ def test_max_type_share_is_off_or_at_least_one(tmp_path, value, ok):
     else:
         with pytest.raises(ValidationError, match="at least 1"):
             make()
+
+
+def test_a_subcategory_that_keeps_failing_backs_off_and_warms_up_on_acceptance():
+    from engine.pipeline import COLD_AFTER, COLD_MAX_GAP, Shares
+
+    shares = Shares(quota={"rc": 10}, types={"rc": ["a", "b"]})
+    key = ("rc", "a")
+    for _ in range(COLD_AFTER - 1):
+        shares.settle(key, accepted=False, stage="validate")
+    shares.last_attempt[key] = 100
+    assert not shares.cold(key, 100)  # four failures: still dealt as usual
+    shares.settle(key, accepted=False, stage="quota")  # a full share is not the type's fault
+    assert not shares.cold(key, 100)
+    shares.settle(key, accepted=False, stage="validate")
+    assert shares.cold(key, 101) and not shares.cold(key, 102)  # waits for 2 attempts
+    for _ in range(10):
+        shares.settle(key, accepted=False, stage="instruct")
+    assert shares.cold(key, 100 + COLD_MAX_GAP - 1) and not shares.cold(key, 100 + COLD_MAX_GAP)
+    for _ in range(COLD_AFTER):  # "b" fails as often: nothing works, so nothing is held back
+        shares.settle(("rc", "b"), accepted=False, stage="validate")
+    assert not shares.cold(key, 101) and not shares.warm_left("rc")
+    shares.settle(("rc", "b"), accepted=True, stage="")
+    assert shares.cold(key, 101)
+    shares.settle(key, accepted=True, stage="")
+    assert not shares.cold(key, 101)
+
+
+def test_a_type_the_teacher_cannot_do_does_not_eat_the_attempt_budget(corpus, tmp_path):
+    """mcq with one question type whose every task is rejected at once: the run still fills its
+    quota from the others, and the dead type gets far fewer than its even share of attempts."""
+    from agents.registry import load_skill
+
+    types = [s.name for s in load_skill("mcq").spec.taxonomy]
+    dead = types[0]
+
+    def reply(prompt, schema):
+        if prompt.startswith(f'Write ONE multiple-choice question of type "{dead.replace("_", " ")}"'):
+            return {k: "x" for k in schema.get("properties", {})}  # too short: fails its schema
+        return None
+
+    summary, data, rejected = run_skill("mcq", corpus, tmp_path / "out", skill_teacher(reply),
+                                        num=40, max_attempts=400, flow={"refine_rounds": 0})
+    per_type = Counter(r["subcategory"] for r in rejected)
+    attempts = len(data) + len(rejected)
+    assert summary["complete"] and len(data) == 40 and dead not in {r["subcategory"] for r in data}
+    assert per_type[dead] < attempts / len(types), (per_type, attempts)

@@ -466,8 +466,12 @@ def code_corpus(tmp_path):
 
 
 def test_flow_runs_answers_in_the_sandbox_and_rejects_with_precise_reasons(code_corpus, tmp_path):
+    # one record per type and, with in-flight items counted against that cap, never two items of
+    # a type at once: the endless refactor's sandbox verdict always comes back before the second
+    # refactor item starts, so the run cannot end with it abandoned in flight
     summary, data, rejected = run_skill("coding", code_corpus, tmp_path / "out", coding_teacher(),
-                                        num=7, max_attempts=40, flow={"refine_rounds": 0})
+                                        num=7, max_attempts=40, max_type_share=1.0,
+                                        flow={"refine_rounds": 0})
     assert summary["complete"] and len(data) == 7
     by_type = {r["metadata"]["instruction_type"]: r for r in data}
     assert set(by_type) == set(TASKS)
