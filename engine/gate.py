@@ -30,6 +30,16 @@ class DedupGate:
         self.exact = ExactDedup()
         self.near = NearDupIndex(embedder.dim, threshold)
         self._unsaved = 0
+        self._prepared: dict[str, np.ndarray] = {}
+
+    async def prepare(self, instructions: list[str]) -> None:
+        """Embed a batch of instructions in one call (the sink drains every ready result at
+        once); check() then uses these instead of one encode per record."""
+        self._prepared = {}  # one batch at a time: nothing left over from the last one
+        todo = list(dict.fromkeys(t for t in instructions if not self.exact.seen(t)))
+        if todo:
+            vecs = await asyncio.to_thread(self.embedder.encode, todo)
+            self._prepared = dict(zip(todo, vecs))
 
     async def restore(self, instructions: list[str]) -> None:
         for text in instructions:
@@ -53,7 +63,9 @@ class DedupGate:
         """(rejection reason or None, the embedding to commit, nearest similarity)."""
         if self.exact.seen(instruction):
             return "exact duplicate", None, 1.0
-        vec = (await asyncio.to_thread(self.embedder.encode, [instruction]))[0]
+        vec = self._prepared.get(instruction)
+        if vec is None:
+            vec = (await asyncio.to_thread(self.embedder.encode, [instruction]))[0]
         duplicate, similarity = self.near.is_duplicate(vec)
         if duplicate:
             return f"near duplicate (cosine >= {self.threshold})", None, similarity
