@@ -162,6 +162,7 @@ class Skill:
                     seed=seed + attempt)
             except ReplyError as exc:
                 trace.usage.add(exc.completion)
+                trace.usage.unusable_replies += 1
                 last = exc
                 continue
             trace.usage.add(completion)

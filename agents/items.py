@@ -30,6 +30,7 @@ class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    unusable_replies: int = 0  # replies that did not parse or fit the schema, asked again
 
     def add(self, completion: Completion) -> None:
         self.calls += 1
@@ -42,6 +43,7 @@ class Usage(BaseModel):
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.cached_tokens += other.cached_tokens
+        self.unusable_replies += other.unusable_replies
 
 
 class Candidate(BaseModel):

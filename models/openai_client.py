@@ -48,6 +48,7 @@ class OpenAICompatTeacher:
         self._on_failure = on_failure
         self._limit = asyncio.Semaphore(slots)
         self._session: aiohttp.ClientSession | None = None
+        self.retried = 0  # transport failures retried (timeouts, 5xx, bodies that are not JSON)
 
     @property
     def base_url(self) -> str:
@@ -86,6 +87,7 @@ class OpenAICompatTeacher:
             last = "no attempt"
             for attempt in range(self._retries + 1):
                 if attempt:
+                    self.retried += 1
                     if self._on_failure is not None:
                         await self._on_failure()
                     await asyncio.sleep(min(8.0, 0.25 * 2**attempt) * (0.5 + random.random()))

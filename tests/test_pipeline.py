@@ -4,6 +4,7 @@ embedder, FAISS index and files."""
 import asyncio
 import itertools
 import json
+import re
 from contextlib import asynccontextmanager
 
 import pytest
@@ -152,6 +153,35 @@ def test_changing_the_seed_on_an_existing_out_is_refused(corpus, tmp_path):
     with pytest.raises(RunError, match="seed 0 → 1"):
         asyncio.run(run(config(corpus, out, num=2, seed=1), Progress(quiet=True),
                         opener(ScriptedTeacher(rag_replies(unique_questions())))))
+
+
+@pytest.mark.parametrize("change, refused", [
+    ({"skill": "mcq"}, "skill 'rag' → 'mcq'"),
+    ({"teacher": {"url": "http://127.0.0.1:9/v1", "model_name": "other-teacher"}},
+     "teacher 'scripted-name' → 'other-teacher'"),
+    ({"format": "sharegpt"}, "format 'openai' → 'sharegpt'"),
+    ({"teacher": {"url": "http://127.0.0.1:9/v1", "model_name": "scripted-name", "parallel": 8},
+      "max_attempts": 99, "num": 3, "near_dup_threshold": 0.8}, None),  # harmless: allowed
+])
+def test_generation_defining_flags_are_guarded_harmless_ones_are_not(corpus, tmp_path, change,
+                                                                     refused):
+    from engine.run import prepare_out
+    from models.factory import describe
+
+    out = tmp_path / "out"
+    base = {"teacher": {"url": "http://127.0.0.1:9/v1", "model_name": "scripted-name"}}
+    first = config(corpus, out, **base)
+    prepare_out(first, describe(first.teacher))
+    manifest = (out / "run.json").read_bytes()
+    second = config(corpus, out, **{**base, **change})
+    if refused is None:
+        prepare_out(second, describe(second.teacher))
+        return
+    with pytest.raises(RunError, match=re.escape(refused)) as info:
+        prepare_out(second, describe(second.teacher))
+    assert "--force" in str(info.value) and (out / "run.json").read_bytes() == manifest
+    forced = config(corpus, out, **{**base, **change, "force": True})
+    prepare_out(forced, describe(forced.teacher))  # --force mixes on purpose
 
 
 def test_an_edit_that_breaks_the_question_is_dropped_and_recorded(corpus, tmp_path):
