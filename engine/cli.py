@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -16,8 +17,14 @@ EXIT_FATAL, EXIT_USAGE, EXIT_INCOMPLETE = 1, 2, 3
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        # one line like every other usage error, not the whole usage block above it
+        self.exit(EXIT_USAGE, f"error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m engine",
         description="Turn raw documents and code into instruction/response pairs (AgentInstruct: "
                     "content transformation → seed instructions → refinement → teacher answers), "
@@ -188,6 +195,8 @@ def config_from_args(args: argparse.Namespace, given: set[str] | None = None):
         err = exc.errors()[0]
         loc = tuple(str(x) for x in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":  # a typo in --config: say where the valid keys are
+            msg += " (unknown setting; `python -m engine config --dump` lists the valid ones)"
         if not loc:  # a check across several values already names them
             raise SystemExit(_usage(msg)) from None
         flag = next((d for d, p in FLAG_PATHS.items() if p == loc[:len(p)]), None)
@@ -238,7 +247,7 @@ def list_skills() -> None:
 
 
 def export_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m engine export",
+    p = _Parser(prog="python -m engine export",
                                 description="Write a run's records as Parquet and/or a Hugging "
                                 "Face datasets directory, one split per skill.")
     p.add_argument("out", type=Path, help="the run's --out directory")
@@ -293,10 +302,18 @@ def main(argv: list[str] | None = None) -> int:
         return export_main(argv[1:])
     if argv[:1] == ["config"]:
         return config_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error it has already printed
+        return int(exc.code or 0)
+    _no_model_loading_bar()
     from engine.logs import setup_logging
 
-    setup_logging(args.verbose, args.log_format, args.log_file)
+    try:
+        setup_logging(args.verbose, args.log_format, args.log_file)
+    except OSError as exc:
+        return _usage(f"--log-file {args.log_file} cannot be opened ({exc.strerror or exc}); "
+                      "pass a file path in a writable folder")
     if args.list_skills:
         list_skills()
         return 0
@@ -306,17 +323,13 @@ def main(argv: list[str] | None = None) -> int:
         return _usage(str(exc))
     except SystemExit as exc:
         return int(exc.code or EXIT_USAGE)
-    if not cfg.input.exists():
-        return _usage(f"--input {cfg.input} does not exist; pass a file or directory of documents")
-    for path in cfg.decontaminate:
-        if not path.is_file():
-            return _usage(f"--decontaminate {path} does not exist; pass JSONL or TXT files of "
-                          "benchmark questions")
+    if problem := check_paths(cfg):
+        return _usage(problem)
 
     from agents.registry import UnknownSkill
     from engine.progress import Progress
     from engine.run import RunError, run
-    from engine.sink import CorruptOutput
+    from engine.sink import CorruptOutput, OutputWriteError
     from models import TeacherError
 
     progress = Progress(quiet=args.quiet)
@@ -338,8 +351,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SIGTERM if terminated else EXIT_SIGINT
     except UnknownSkill as exc:
         return _usage(str(exc))
-    except (RunError, CorruptOutput, TeacherError, ValueError, FileNotFoundError) as exc:
+    except (RunError, CorruptOutput, OutputWriteError, TeacherError, ValueError,
+            FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    except OSError as exc:  # e.g. the disk filled up while saving the index or the summary
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: writing or reading{where} failed ({exc.strerror or exc}); what was written "
+              "is kept — fix that (free space, permissions), then re-run the same command to "
+              "resume", file=sys.stderr)
         return EXIT_FATAL
     print(json.dumps(summary["this_run"] | {"accepted_total": summary["accepted_total"]},
                      indent=None) if args.quiet else _report(summary))
@@ -349,6 +369,48 @@ def main(argv: list[str] | None = None) -> int:
               "(or raise --max-attempts)", file=sys.stderr)
         return EXIT_INCOMPLETE
     return 0
+
+
+def _no_model_loading_bar() -> None:
+    """Our progress is the only bar: transformers draws "Loading weights" on every run, --quiet
+    included. It reads the switch when first imported; if it already is, tell it directly."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if (tf_logging := sys.modules.get("transformers.utils.logging")) is not None:
+        tf_logging.disable_progress_bar()
+
+
+def check_paths(cfg) -> str | None:
+    """The usage error for a path flag that cannot work, found before anything is created."""
+    if not cfg.input.exists():
+        return f"--input {cfg.input} does not exist; pass a file or directory of documents"
+    if not (cfg.input.is_dir() or cfg.input.is_file()):
+        return (f"--input {cfg.input} is not a regular file or directory (a pipe, socket or "
+                "device); pass documents on disk")
+    for path in cfg.decontaminate:
+        if not path.exists():
+            return (f"--decontaminate {path} does not exist; pass JSONL or TXT files of "
+                    "benchmark questions")
+        if not path.is_file():
+            return f"--decontaminate {path} is not a file; pass JSONL or TXT files, not a folder"
+    if cfg.embedder is not None and not cfg.embedder.is_dir():
+        return (f"--embedder {cfg.embedder} is not a folder; pass a local sentence-transformers "
+                "model folder, or leave it out for the bundled all-MiniLM-L6-v2")
+    model = cfg.teacher.model_path
+    if model is not None and not cfg.teacher.url:  # before the corpus is indexed, not after
+        if not model.is_file():
+            return (f"--teacher-model {model} " + ("is a folder" if model.is_dir() else
+                    "does not exist") + "; pass a .gguf model file")
+        from models.llama_server import GGUF_MAGIC
+
+        try:
+            with open(model, "rb") as f:
+                magic = f.read(len(GGUF_MAGIC))
+        except OSError as exc:
+            return f"--teacher-model {model} cannot be read ({exc.strerror or exc})"
+        if magic != GGUF_MAGIC:
+            return (f"--teacher-model {model} is not a GGUF file (it does not start with "
+                    "'GGUF'); pass a model converted for llama.cpp")
+    return None
 
 
 def _report(summary: dict) -> str:

@@ -7,8 +7,11 @@ entries with a reason the user can act on.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -37,6 +40,10 @@ KIND_BY_EXTENSION: dict[str, DocumentKind] = {
     },
 }
 JSONL_TEXT_FIELDS = ("text", "content")
+# Per file. Every document and its chunks stay in memory for the run, so one giant dump must not
+# take it all; 16 MiB is ~3 million words, far more seed text than a run uses.
+MAX_FILE_BYTES = 16 * 2**20
+READ_BLOCK = 2**20
 
 
 class Document(BaseModel):
@@ -54,8 +61,14 @@ class SkippedFile(BaseModel):
     reason: str
 
 
-def load_documents(root: Path) -> tuple[list[Document], list[SkippedFile]]:
-    """Read every supported file under `root` (a file or a folder), in a deterministic order."""
+def load_documents(
+    root: Path, max_file_bytes: int = MAX_FILE_BYTES
+) -> tuple[list[Document], list[SkippedFile]]:
+    """Read every supported file under `root` (a file or a folder), in a deterministic order.
+
+    Each file contributes at most `max_file_bytes` (read in one bounded gulp, never the whole
+    file): a 100 MB dump must not take the run's memory; the cut is reported as a SkippedFile.
+    """
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(
@@ -63,21 +76,26 @@ def load_documents(root: Path) -> tuple[list[Document], list[SkippedFile]]:
         )
     docs: list[Document] = []
     skipped: list[SkippedFile] = []
-    if root.is_file():
-        _load_file(root, root.name, docs, skipped)
+    if not root.is_dir():  # a file, or a pipe/device given by mistake (reported, not read)
+        _load_file(root, root.name, docs, skipped, max_file_bytes)
         return docs, skipped
 
     real_root = Path(os.path.realpath(root))
     for rel in _walk_files(root, real_root, skipped):
-        _load_file(root / rel, rel.as_posix(), docs, skipped)
+        _load_file(root / rel, rel.as_posix(), docs, skipped, max_file_bytes)
     return docs, skipped
 
 
 def _walk_files(root: Path, real_root: Path, skipped: list[SkippedFile]) -> list[PurePosixPath]:
     """Relative paths of candidate files, sorted; symlinks leaving the root are reported."""
     found: list[PurePosixPath] = []
+
+    def unlistable(exc: OSError) -> None:  # os.walk would drop an unreadable folder silently
+        rel = Path(exc.filename).relative_to(root).as_posix() if exc.filename else "."
+        skipped.append(SkippedFile(path=rel, reason=f"cannot list folder: {_os_reason(exc)}"))
+
     # followlinks=False: a symlinked folder could loop back on itself or leave the root.
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unlistable, followlinks=False):
         rel_dir = PurePosixPath(Path(dirpath).relative_to(root).as_posix())
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in list(dirnames):
@@ -107,7 +125,12 @@ def _inside(path: Path, real_root: Path) -> bool:
     return Path(os.path.realpath(path)).is_relative_to(real_root)
 
 
-def _load_file(path: Path, rel: str, docs: list[Document], skipped: list[SkippedFile]) -> None:
+class _Unreadable(Exception):
+    """The file cannot be read as a document; the message is the reason to report."""
+
+
+def _load_file(path: Path, rel: str, docs: list[Document], skipped: list[SkippedFile],
+               max_file_bytes: int = MAX_FILE_BYTES) -> None:
     suffix = path.suffix.lower()
     kind = KIND_BY_EXTENSION.get(suffix)
     if kind is None:
@@ -115,24 +138,26 @@ def _load_file(path: Path, rel: str, docs: list[Document], skipped: list[Skipped
         skipped.append(SkippedFile(path=rel, reason=reason))
         return
     try:
-        data = path.read_bytes()
-    except PermissionError:
-        skipped.append(SkippedFile(path=rel, reason="permission denied"))
-        return
-    except FileNotFoundError:  # a dangling symlink inside the root
-        skipped.append(SkippedFile(path=rel, reason="broken symlink or file vanished while reading"))
-        return
-    except OSError as exc:
-        skipped.append(SkippedFile(path=rel, reason=f"could not read: {exc.strerror or exc}"))
+        data, size = _read_start(path, max_file_bytes)
+    except _Unreadable as exc:
+        skipped.append(SkippedFile(path=rel, reason=str(exc)))
         return
     if not data:
         skipped.append(SkippedFile(path=rel, reason="empty file"))
         return
+    cut = size > len(data)
     try:
-        text = decode_text(data)
+        text = decode_text(data, complete=not cut)
     except NotTextError as exc:
         skipped.append(SkippedFile(path=rel, reason=str(exc)))
         return
+    del data  # the bytes and the text of a large file need not be held together
+    if cut:
+        # end on a whole line: no half record in a jsonl file, no half sentence in a text
+        text = text[: text.rfind("\n") + 1] or text
+        skipped.append(SkippedFile(path=rel, reason=(
+            f"truncated: only the first {_mib(max_file_bytes)} of {_mib(size)} are used; split "
+            "the file to use the rest")))
 
     if kind == "jsonl":
         _load_jsonl(text, rel, docs, skipped)
@@ -145,10 +170,72 @@ def _load_file(path: Path, rel: str, docs: list[Document], skipped: list[Skipped
     docs.append(Document(path=rel, kind=kind, text=text))
 
 
+def _read_start(path: Path, limit: int) -> tuple[bytearray, int]:
+    """At most `limit` bytes from the start of a regular file, and the file's size.
+
+    Opened non-blocking and checked with fstat, so a FIFO or device that is named like a document
+    is reported instead of hanging the run (or streaming forever, like /dev/zero).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _Unreadable(_os_reason(exc)) from None
+    with open(fd, "rb", buffering=0) as f:
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise _Unreadable(f"not a regular file ({_file_type(st.st_mode)})")
+            # one byte past the limit tells a file that is over it from one that fills it
+            # exactly; read into a buffer of the final size (growing one would briefly need two)
+            want = min(st.st_size, limit) + 1
+            data = bytearray(want)
+            with memoryview(data) as view:
+                got = 0
+                while got < want and (n := f.readinto(view[got:])):
+                    got += n
+            del data[got:]
+            while len(data) == want <= limit:  # it grew since fstat (a log being written)
+                block = f.read(min(READ_BLOCK, limit + 1 - len(data)))
+                if not block:
+                    break
+                data += block
+                want = len(data)
+        except OSError as exc:
+            raise _Unreadable(_os_reason(exc)) from None
+    size = max(st.st_size, len(data))  # a file that grew while we read is over the limit too
+    del data[limit:]
+    return data, size
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if exc.errno == errno.ENOENT:  # a dangling symlink, or deleted after the folder was listed
+        return "broken symlink or file vanished while reading"
+    if exc.errno == errno.ELOOP:
+        return "symlink loop"
+    if exc.errno == errno.ENXIO:  # open() on a socket file
+        return "not a regular file (a socket or device)"
+    return f"could not read: {exc.strerror or exc}"
+
+
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n} bytes"
+
+
 def _load_jsonl(text: str, rel: str, docs: list[Document], skipped: list[SkippedFile]) -> None:
     """One Document per usable record; all unusable lines of a file become one SkippedFile."""
     bad_lines: list[int] = []
-    for lineno, line in enumerate(text.split("\n"), start=1):
+    for lineno, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         record_text = _jsonl_record_text(line)
@@ -169,10 +256,19 @@ def _load_jsonl(text: str, rel: str, docs: list[Document], skipped: list[Skipped
         )
 
 
+def _lines(text: str) -> Iterator[str]:
+    """text.split("\n") one line at a time (a list of every line would copy a large file)."""
+    start = 0
+    while (end := text.find("\n", start)) >= 0:
+        yield text[start:end]
+        start = end + 1
+    yield text[start:]
+
+
 def _jsonl_record_text(line: str) -> str | None:
     try:
         record = json.loads(line)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: "[[[[..." a mile deep
         return None
     if not isinstance(record, dict):
         return None
