@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from retrieval.index import CorpusIndex
-from retrieval.serve import make_app
+from retrieval.serve import MAX_BATCH, make_app
 from tests.test_retrieval_support import shared_embedder, write_topic_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,8 +38,11 @@ def index(index_dir: Path) -> CorpusIndex:
 Scenario = Callable[[aiohttp.ClientSession, str], Awaitable[Any]]
 
 
-def run_against_server(index: CorpusIndex, scenario: Scenario) -> Any:
-    """Serve the app on a real local socket and run `scenario(session, base_url)` against it."""
+def run_against_server(index: CorpusIndex, scenario: Scenario, connections: int = 100) -> Any:
+    """Serve the app on a real local socket and run `scenario(session, base_url)` against it.
+
+    `connections` caps the client's open connections (aiohttp's default is 100).
+    """
 
     async def main() -> Any:
         runner = web.AppRunner(make_app(index))
@@ -48,7 +51,8 @@ def run_against_server(index: CorpusIndex, scenario: Scenario) -> Any:
         await site.start()
         host, port = runner.addresses[0][:2]
         try:
-            async with aiohttp.ClientSession() as session:
+            connector = aiohttp.TCPConnector(limit=connections)
+            async with aiohttp.ClientSession(connector=connector) as session:
                 return await scenario(session, f"http://{host}:{port}")
         finally:
             await runner.cleanup()
@@ -130,6 +134,97 @@ def test_unknown_route_and_wrong_method_are_json(index: CorpusIndex) -> None:
     (s404, b404), (s405, b405) = run_against_server(index, scenario)
     assert s404 == 404 and "error" in b404
     assert s405 == 405 and "error" in b405
+
+
+# Queries whose best chunk is unambiguous in write_topic_corpus, so a batched answer that went
+# to the wrong request would show.
+TOPIC_QUERIES = {
+    "feeding a sourdough starter": "baking.md",
+    "explosive eruption of magma and ash": "volcanoes.txt",
+    "Sicilian Defence chess opening": "chess/openings.md",
+    "asyncio gather coroutines": "code/asyncio_notes.py",
+    "honeybee waggle dance": "bees.html",
+    "spring and neap tides and the moon": "tides.txt",
+}
+
+
+def test_300_concurrent_good_and_bad_requests(index: CorpusIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Count the embedding calls (passing through to the real search) to see the batching.
+    batch_sizes: list[int] = []
+    real_search_many = index.search_many
+
+    def counting_search_many(queries: list[str], k: int = 5) -> list[Any]:
+        batch_sizes.append(len(queries))
+        return real_search_many(queries, k)
+
+    monkeypatch.setattr(index, "search_many", counting_search_many)
+    topics, bad_cases = list(TOPIC_QUERIES), list(BAD_REQUESTS)
+    requests: list[tuple[str, int, dict[str, Any]]] = []  # (expected doc or bad case, k or status, kwargs)
+    for i in range(300):
+        if i % 3 == 2:
+            case = bad_cases[i // 3 % len(bad_cases)]
+            status, kwargs = BAD_REQUESTS[case]
+            requests.append((case, status, kwargs))
+        else:
+            query = topics[i % len(topics)]
+            k = 1 + i % 6
+            requests.append((TOPIC_QUERIES[query], k, {"json": {"query": query, "k": k}}))
+
+    async def scenario(session: aiohttp.ClientSession, base: str) -> Any:
+        async def one(kwargs: dict[str, Any]) -> tuple[int, str, str]:
+            async with session.post(f"{base}/search", **kwargs) as r:
+                return r.status, r.content_type, await r.text()
+
+        answers = await asyncio.gather(*(one(kwargs) for _, _, kwargs in requests))
+        async with session.get(f"{base}/health") as r:
+            return answers, r.status, await r.json()
+
+    answers, health_status, health = run_against_server(index, scenario, connections=0)
+    good = 0
+    for (expected, want, _), (status, content_type, text) in zip(requests, answers, strict=True):
+        assert content_type == "application/json", (expected, status, text)
+        body = json.loads(text)
+        if expected in BAD_REQUESTS:
+            assert status == want, (expected, text)
+            assert isinstance(body["error"], str) and body["error"]
+        else:
+            good += 1
+            assert status == 200, text
+            assert len(body["results"]) == want
+            assert body["results"][0]["doc_path"] == expected  # its own answer, not a neighbour's
+    assert good == 200
+    assert (health_status, health) == (200, {"status": "ok", "chunks": len(index)})
+    # Every good query was embedded exactly once, and concurrent ones shared calls.
+    assert sum(batch_sizes) == good
+    assert len(batch_sizes) < good
+    assert max(batch_sizes) <= MAX_BATCH
+
+
+def test_a_failing_search_answers_500_json_and_the_next_one_works(
+    index: CorpusIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fault injection: the first embedding call raises, as a torch error would.
+    real_search_many = index.search_many
+    calls = []
+
+    def failing_once(queries: list[str], k: int = 5) -> list[Any]:
+        calls.append(queries)
+        if len(calls) == 1:
+            raise RuntimeError("simulated embedder failure")
+        return real_search_many(queries, k)
+
+    monkeypatch.setattr(index, "search_many", failing_once)
+
+    async def scenario(session: aiohttp.ClientSession, base: str) -> Any:
+        answers = []
+        for _ in range(2):
+            async with session.post(f"{base}/search", json={"query": "volcano", "k": 1}) as r:
+                answers.append((r.status, await r.json()))
+        return answers
+
+    (status1, body1), (status2, body2) = run_against_server(index, scenario)
+    assert status1 == 500 and "internal error" in body1["error"]
+    assert status2 == 200 and body2["results"][0]["doc_path"] == "volcanoes.txt"
 
 
 def test_cli_rejects_a_bad_index_folder(tmp_path: Path) -> None:
