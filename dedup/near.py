@@ -9,6 +9,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from engine import failpoints
+
 SIDECAR_VERSION = 1
 
 # A unit vector's dot product with itself can land a few float32 ulps below 1.0;
@@ -126,10 +128,12 @@ class NearDupIndex:
         try:
             faiss.write_index(self._index, str(tmp))
             _fsync_file(tmp)
+            failpoints.hit("index.tmp_written")
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
 
+        failpoints.hit("index.replaced")  # the new index beside the old sidecar
         sidecar = _sidecar_path(path)
         meta = {
             "dim": self.dim,

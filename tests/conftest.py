@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -67,3 +70,31 @@ def teacher_gguf() -> Path:
     from models import default_teacher_gguf
 
     return default_teacher_gguf()
+
+
+@pytest.fixture(scope="module")
+def live_server(server_binary, teacher_gguf, tmp_path_factory):
+    """One real llama-server (embedded GGUF) for a whole test module, reached by URL: tests that
+    start many runs (every skill, the kill-and-resume harness) would pay minutes in server starts."""
+    from models.llama_server import ManagedServer, ServerSettings, free_port
+
+    log = tmp_path_factory.mktemp("server") / "llama-server.log"
+    settings = ServerSettings(model_path=teacher_gguf, binary=server_binary, parallel=2,
+                              ctx_per_slot=4096, port=free_port(), log_path=log)
+    cmd = ManagedServer(settings).command()
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{settings.port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.5)
+    yield url, teacher_gguf.name
+    proc.terminate()
+    proc.wait(timeout=30)

@@ -5,9 +5,6 @@ this test does not ask it to succeed — only that what is accepted is well-form
 
 import asyncio
 import json
-import subprocess
-import time
-import urllib.request
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,7 +14,6 @@ from agents.registry import load_skill, skill_names
 from engine.config import RunConfig
 from engine.progress import Progress
 from engine.run import run
-from models.llama_server import ManagedServer, ServerSettings, free_port
 from models.openai_client import OpenAICompatTeacher
 from tests.conftest import write_corpus
 
@@ -49,31 +45,6 @@ def remove_item(stock: dict, name: str, count: int = 1) -> dict:
 def total_units(stock: dict) -> int:
     return sum(stock.values())
 '''
-
-
-@pytest.fixture(scope="module")
-def live_server(server_binary, teacher_gguf, tmp_path_factory):
-    """One real llama-server for every skill (starting one per skill would cost minutes)."""
-    log = tmp_path_factory.mktemp("server") / "llama-server.log"
-    settings = ServerSettings(model_path=teacher_gguf, binary=server_binary, parallel=2,
-                              ctx_per_slot=4096, port=free_port(), log_path=log)
-    cmd = ManagedServer(settings).command()
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{settings.port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
-        time.sleep(0.5)
-    yield url, teacher_gguf.name
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
