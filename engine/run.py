@@ -44,7 +44,13 @@ def prepare_out(cfg: RunConfig, teacher_name: str) -> None:
     manifest = out / "run.json"
     key = cfg.generation_key(teacher_name)
     if manifest.exists():
-        previous = json.loads(manifest.read_text())
+        try:
+            previous = json.loads(manifest.read_text(encoding="utf-8"))
+            if not isinstance(previous, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RunError(f"{manifest} is damaged ({exc}); restore it, or delete it to adopt "
+                           "the folder with the current settings") from exc
         # run.json files from before a key existed hold that key's default
         earlier = {"format": "openai"} | previous
         changed = {k: (earlier.get(k), v) for k, v in key.items() if earlier.get(k) != v}

@@ -221,3 +221,16 @@ def test_a_wrong_citation_is_replaced_by_the_document_that_supports_the_answer(c
         assert rec["metadata"]["citations"] == [1]
         assert rec["messages"][2]["content"].endswith("Sources: [1]")
         assert rec["metadata"]["validator_scores"]["lexical_support"] == 1.0
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[1]", b"\xff\xfe"])
+def test_a_damaged_run_manifest_is_refused_with_its_path_and_kept(corpus, tmp_path, content):
+    from engine.run import prepare_out
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").write_bytes(content)
+    cfg = config(corpus, out)
+    with pytest.raises(RunError, match=re.escape(str(out / "run.json")) + " is damaged"):
+        prepare_out(cfg, "scripted")
+    assert (out / "run.json").read_bytes() == content
