@@ -48,6 +48,9 @@ class Embedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as tf_logging
+
+        tf_logging.disable_progress_bar()  # the engine's progress is the only bar on stderr
 
         try:
             self._model = SentenceTransformer(str(path), device=device or "cpu")
