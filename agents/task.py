@@ -105,21 +105,28 @@ class TaskSkill(Skill):
 
     # -- the flow -----------------------------------------------------------------------------
 
-    async def generate(self, ctx: FlowContext, item: WorkItem, trace: Trace) -> Candidate:
-        sub = self.spec.subcategory(item.subcategory)
+    async def start(self, ctx: FlowContext, trace: Trace, item: WorkItem) -> Draft:
+        """The draft before the task is written: the seed chunk, transformed. Skills that build
+        something else first (a table, a web page) override this."""
         chunk = ctx.index.get(item.seed_chunk_id)
         passage = await self.transform(ctx, trace, chunk, item.transformation)
-        draft = Draft(item=item, sub=sub, chunk=chunk, passage=passage)
+        return Draft(item=item, sub=self.spec.subcategory(item.subcategory), chunk=chunk,
+                     passage=passage)
 
+    async def generate(self, ctx: FlowContext, item: WorkItem, trace: Trace) -> Candidate:
+        draft = await self.start(ctx, trace, item)
         draft.task = await self.ask(ctx, trace, "instruct",
                                     self.render("instruct.j2", **self._values(draft)),
-                                    self.task_schema(sub), item.seed)
+                                    self.task_schema(draft.sub), item.seed)
         trace.steps.append({"step": "instruct", "task": draft.task.model_dump(mode="json")})
         if problem := self.check_task(draft):
             raise Rejected("instruct", problem, raw=draft.task.model_dump_json())
-        await self.refine_task(ctx, trace, draft)
-        await self.check_round_trip(ctx, trace, self.instruction_text(draft), chunk)
+        return await self.finish(ctx, trace, draft)
 
+    async def finish(self, ctx: FlowContext, trace: Trace, draft: Draft) -> Candidate:
+        """A written task that passed its cheap checks: refine, round trip, respond, validate."""
+        await self.refine_task(ctx, trace, draft)
+        await self.check_round_trip(ctx, trace, self.instruction_text(draft), draft.chunk)
         await self.respond(ctx, trace, draft)
         if problem := await self.validate(ctx, draft):
             detail = ", ".join(f"{k} {v:.3g}" for k, v in draft.scores.items())

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, StringConstraints, create_model
 
 from agents.flow import FlowContext, Trace
-from agents.items import Candidate, Rejected, WorkItem
+from agents.items import Rejected, WorkItem
 from agents.rag.validators import check_repetition
 from agents.task import Draft, TaskSkill
 from agents.text_extraction.grounding import is_placeholder, normalize, numbers, occurs
@@ -222,11 +222,9 @@ class DataToTextSkill(TaskSkill):
             return problem
         return check_columns(draft.task.columns)
 
-    async def generate(self, ctx: FlowContext, item: WorkItem, trace: Trace) -> Candidate:
-        sub = self.spec.subcategory(item.subcategory)
-        chunk = ctx.index.get(item.seed_chunk_id)
-        passage = await self.transform(ctx, trace, chunk, item.transformation)
-        draft = Draft(item=item, sub=sub, chunk=chunk, passage=passage)
+    async def start(self, ctx: FlowContext, trace: Trace, item: WorkItem) -> Draft:
+        draft = await super().start(ctx, trace, item)
+        sub, passage = draft.sub, draft.passage
         fmt = pick_format(sub.params, item.seed)
         draft.extra.update(direction=self.direction(draft), data_format=fmt)
         if self.direction(draft) == "to_text":
@@ -240,18 +238,7 @@ class DataToTextSkill(TaskSkill):
             draft.extra["table"] = table.model_dump()
             draft.passage = render_table(table.title, table.columns, table.rows, fmt)
 
-        draft.task = await self.ask(ctx, trace, "instruct",
-                                    self.render("instruct.j2", **self._values(draft)),
-                                    self.task_schema(sub), item.seed)
-        trace.steps.append({"step": "instruct", "task": draft.task.model_dump(mode="json")})
-        if problem := self.check_task(draft):
-            raise Rejected("instruct", problem, raw=draft.task.model_dump_json())
-        await self.refine_task(ctx, trace, draft)
-        await self.respond(ctx, trace, draft)
-        if problem := await self.validate(ctx, draft):
-            detail = ", ".join(f"{k} {v:.3g}" for k, v in draft.scores.items())
-            raise Rejected("validate", problem, detail, raw=draft.answer.model_dump_json())
-        return self.candidate(ctx, draft, trace)
+        return draft
 
     async def validate(self, ctx: FlowContext, draft: Draft) -> str | None:
         if self.direction(draft) == "to_table":

@@ -149,13 +149,7 @@ class FewShotReasoningSkill(TaskSkill):
         trace.steps.append({"step": "instruct", "query": draft.task.query})
         if problem := self.check_task(draft):
             raise Rejected("instruct", problem, raw=query.model_dump_json())
-        await self.refine_task(ctx, trace, draft)
-
-        await self.respond(ctx, trace, draft)
-        if problem := await self.validate(ctx, draft):
-            detail = ", ".join(f"{k} {v:.3g}" for k, v in draft.scores.items())
-            raise Rejected("validate", problem, detail, raw=draft.answer.model_dump_json())
-        return self.candidate(ctx, draft, trace)
+        return await self.finish(ctx, trace, draft)
 
     async def refine_task(self, ctx: FlowContext, trace: Trace, draft: Draft) -> None:
         """Suggester → editor rounds over the query alone; an edit that fails the checks is

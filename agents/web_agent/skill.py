@@ -78,7 +78,7 @@ class WebAgentSkill(TaskSkill):
 
     # -- the flow -----------------------------------------------------------------------------
 
-    async def generate(self, ctx: FlowContext, item: WorkItem, trace: Trace) -> Candidate:
+    async def start(self, ctx: FlowContext, trace: Trace, item: WorkItem) -> WebDraft:
         sub = self.spec.subcategory(item.subcategory)
         chunk = ctx.index.get(item.seed_chunk_id)
         page = await self.build(ctx, trace, chunk, item.transformation)
@@ -86,21 +86,11 @@ class WebAgentSkill(TaskSkill):
             raise Rejected("transform", problem, raw=render_page(page))
         draft = WebDraft(item=item, sub=sub, chunk=chunk, passage=render_page(page), page=page)
         draft.extra["page"] = page.model_dump(mode="json")
+        return draft
 
-        draft.task = await self.ask(ctx, trace, "instruct",
-                                    self.render("instruct.j2", **self._values(draft)),
-                                    self.task_schema(sub), item.seed)
-        trace.steps.append({"step": "instruct", "task": draft.task.model_dump(mode="json")})
-        if problem := self.check_task(draft):
-            raise Rejected("instruct", problem, raw=draft.task.model_dump_json())
-        await self.refine_task(ctx, trace, draft)
-
-        await self.respond(ctx, trace, draft)
-        if problem := await self.validate(ctx, draft):
-            detail = ", ".join(f"{k} {val:.3g}" for k, val in draft.scores.items())
-            raise Rejected("validate", problem, detail, raw=draft.answer.model_dump_json())
+    def candidate(self, ctx: FlowContext, draft: WebDraft, trace: Trace) -> Candidate:
         draft.extra["actions"] = [a.model_dump() for a in draft.answer.actions]
-        return self.candidate(ctx, draft, trace)
+        return super().candidate(ctx, draft, trace)
 
 
 SKILL = WebAgentSkill
