@@ -51,6 +51,14 @@ class FlowContext:
     settings: FlowSettings
     _transforms: dict[tuple, tuple[asyncio.Future, Trace]] = field(default_factory=dict)
 
+    async def aclose(self) -> None:
+        """Stop shared calls still running (their items were abandoned): they must not outlive
+        the teacher's session nor leave an exception nobody reads."""
+        pending = [task for task, _ in self._transforms.values() if not task.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
 
 @dataclass
 class Trace:
@@ -181,6 +189,8 @@ class Skill:
         if first:
             own = Trace()
             task = asyncio.ensure_future(self.ask(ctx, own, "transform", prompt, output, seed))
+            # read its outcome even when every waiting item was cancelled: no "never retrieved"
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
             shared = ctx._transforms[key] = (task, own)
         task, own = shared
         try:

@@ -240,6 +240,8 @@ async def run_pipeline(
     except BaseExceptionGroup as group:
         # the first failure explains the run's end (e.g. the teacher is down); others follow it
         raise _first(group) from group
+    finally:
+        await ctx.aclose()
     return stats
 
 

@@ -234,3 +234,35 @@ def test_a_damaged_run_manifest_is_refused_with_its_path_and_kept(corpus, tmp_pa
     with pytest.raises(RunError, match=re.escape(str(out / "run.json")) + " is damaged"):
         prepare_out(cfg, "scripted")
     assert (out / "run.json").read_bytes() == content
+
+
+def test_a_teacher_going_down_leaves_no_call_running_behind(corpus, tmp_path):
+    """Shared transformation calls outlive the items that wait on them (asyncio.shield); when
+    the run ends they must be cancelled and read, not left to hit a closed session and log
+    'Task exception was never retrieved' after the error line."""
+    from models import TeacherUnavailable
+
+    class GoesDown:
+        model_name, slots = "goes-down", 2
+        transformations = 0
+
+        async def chat(self, messages, *, schema=None, **kw):
+            if "text" in (schema or {}).get("properties", {}):
+                self.transformations += 1
+                await asyncio.Event().wait()  # a transformation that never answers
+            await asyncio.sleep(0.05)
+            raise TeacherUnavailable("teacher at test failed 3 times; re-run")
+
+        async def aclose(self):
+            pass
+
+    teacher = GoesDown()
+
+    async def main():
+        with pytest.raises(TeacherUnavailable):
+            await asyncio.wait_for(run(config(corpus, tmp_path / "out"),
+                                       Progress(quiet=True), opener(teacher)), 60)
+        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+    assert asyncio.run(main()) == []
+    assert teacher.transformations >= 1  # the case under test happened
