@@ -12,6 +12,7 @@ import faiss
 import numpy as np
 
 from dedup.exact import normalize
+from dedup.near import one_thread
 
 JSONL_FIELDS = ("question", "prompt", "instruction", "input", "text", "problem", "query")
 
@@ -85,7 +86,8 @@ class Decontaminator:
             if gram in self._grams:
                 return Hit(self._grams[gram], f"{self.n}-gram")
         if vec is not None and self._index.ntotal:
-            sims, ids = self._index.search(np.asarray(vec, np.float32).reshape(1, -1), 1)
+            with one_thread():
+                sims, ids = self._index.search(np.asarray(vec, np.float32).reshape(1, -1), 1)
             if sims[0, 0] >= self.cosine:
                 return Hit(self._sources[int(ids[0, 0])], f"cosine {sims[0, 0]:.2f}")
         return None

@@ -44,20 +44,39 @@ class DedupGate:
     async def restore(self, instructions: list[str]) -> None:
         for text in instructions:
             self.exact.add(text)
+        loaded = None
         if self.state_path.exists():
             try:
                 loaded = NearDupIndex.load(self.state_path, self.threshold)
-                if loaded.ntotal == len(instructions):
-                    self.near = loaded
-                    return
-                log.info("near-duplicate index holds %d items, data.jsonl %d: rebuilding",
-                         loaded.ntotal, len(instructions))
             except CorruptIndexError as exc:
                 log.warning("%s", exc)
+        if loaded is not None and await self._is_prefix(loaded, instructions):
+            # saved some commits ago (saves grow sparse as the index grows): embed the rest
+            missing = instructions[loaded.ntotal:]
+            self.near = loaded
+            if missing:
+                self.near.add_many(await asyncio.to_thread(self.embedder.encode, missing))
+                self.save()
+            return
+        if loaded is not None:
+            log.info("near-duplicate index (%d items) does not match data.jsonl (%d): rebuilding",
+                     loaded.ntotal, len(instructions))
         self.near = NearDupIndex(self.embedder.dim, self.threshold)
         if instructions:
             self.near.add_many(await asyncio.to_thread(self.embedder.encode, instructions))
         self.save()
+
+    async def _is_prefix(self, index: NearDupIndex, instructions: list[str]) -> bool:
+        """Whether the saved index holds data.jsonl's first records: commits follow the file's
+        order, so its last vector must embed the same instruction as that line."""
+        n = index.ntotal
+        if n > len(instructions):
+            return False
+        if n == 0:
+            return True
+        last = (await asyncio.to_thread(self.embedder.encode, [instructions[n - 1]]))[0]
+        last = last / np.linalg.norm(last)
+        return float(np.dot(index.vector(n - 1), last)) > 0.999
 
     async def check(self, instruction: str) -> tuple[str | None, np.ndarray | None, float]:
         """(rejection reason or None, the embedding to commit, nearest similarity)."""
@@ -66,6 +85,14 @@ class DedupGate:
         vec = self._prepared.get(instruction)
         if vec is None:
             vec = (await asyncio.to_thread(self.embedder.encode, [instruction]))[0]
+        return self.verdict(instruction, vec)
+
+    def verdict(self, instruction: str, vec: np.ndarray) -> tuple[str | None, np.ndarray | None,
+                                                                 float]:
+        """check() for an instruction already embedded (no I/O): also what the job-wide gate of
+        `--executor ray` decides with, on vectors its workers computed."""
+        if self.exact.seen(instruction):
+            return "exact duplicate", None, 1.0
         duplicate, similarity = self.near.is_duplicate(vec)
         if duplicate:
             return f"near duplicate (cosine >= {self.threshold})", None, similarity
@@ -80,7 +107,9 @@ class DedupGate:
         self.exact.add(instruction)
         self.near.add(vec)
         self._unsaved += 1
-        if self._unsaved >= save_every:
+        # a save rewrites the whole index (1.5 GB at 1M): save after 5% growth, not every 25;
+        # a resume embeds only the records since the last save (restore)
+        if self._unsaved >= max(save_every, (self.near.ntotal - self._unsaved) // 20):
             self.save()
 
     def save(self) -> None:

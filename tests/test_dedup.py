@@ -270,6 +270,56 @@ def test_missing_or_unparsable_sidecar_is_corrupt(tmp_path):
         NearDupIndex.load(path, threshold=0.9)
 
 
+def planted(rng, n, dim, queries):
+    """n stored unit vectors in topic clusters, and queries of which half are near copies of a
+    stored vector (cosine ~0.95) and half fresh vectors of the same topics."""
+    centers = rng.normal(size=(50, dim))
+    stored = centers[rng.integers(0, 50, n)] + rng.normal(scale=0.8, size=(n, dim))
+    copies = stored[rng.integers(0, n, queries // 2)]
+    copies = copies + rng.normal(scale=0.3 * np.linalg.norm(copies[0]) / math.sqrt(dim),
+                                 size=copies.shape)
+    fresh = centers[rng.integers(0, 50, queries // 2)] + rng.normal(scale=0.8,
+                                                                   size=(queries // 2, dim))
+    return stored.astype(np.float32), np.vstack([copies, fresh]).astype(np.float32)
+
+
+def test_past_its_flat_limit_the_index_moves_to_hnsw_and_decides_like_the_exact_scan():
+    rng = np.random.default_rng(7)
+    stored, queries = planted(rng, 3000, 64, 400)
+    exact = NearDupIndex(64, 0.9, flat_limit=10**9)
+    graph = NearDupIndex(64, 0.9, flat_limit=1000)
+    exact.add_many(stored[:900])
+    graph.add_many(stored[:900])
+    for vec in stored[900:1200]:  # one at a time across the limit
+        graph.add(vec)
+    graph.add_many(stored[1200:])
+    exact.add_many(stored[900:])
+    assert (exact.kind, graph.kind) == ("flat", "hnsw") and graph.ntotal == 3000
+    assert np.array_equal(graph.vectors(), exact.vectors())  # same positions, same vectors
+    decisions = [(exact.is_duplicate(q)[0], graph.is_duplicate(q)[0]) for q in queries]
+    assert sum(e for e, _ in decisions) >= 150  # the planted copies are duplicates
+    assert sum(e == g for e, g in decisions) / len(decisions) >= 0.99
+
+
+def test_an_hnsw_index_round_trips_and_an_l2_one_is_refused(tmp_path):
+    rng = np.random.default_rng(3)
+    index = NearDupIndex(DIM, 0.9, flat_limit=10)
+    index.add_many(rng.normal(size=(40, DIM)))
+    index.save(tmp_path / "g.faiss")
+    loaded = NearDupIndex.load(tmp_path / "g.faiss", 0.9)
+    assert loaded.kind == "hnsw" and loaded.ntotal == 40
+    assert np.array_equal(loaded.vectors(), index.vectors())
+    assert loaded.nearest(index.vector(17))[1] == 17
+
+    import faiss
+
+    l2 = faiss.IndexHNSWFlat(DIM, 8)
+    l2.add(index.vectors())
+    faiss.write_index(l2, str(tmp_path / "g.faiss"))
+    with pytest.raises(CorruptIndexError, match="inner-product"):
+        NearDupIndex.load(tmp_path / "g.faiss", 0.9)
+
+
 def test_corrupt_index_error_is_runtime_error():
     assert issubclass(CorruptIndexError, RuntimeError)
 
