@@ -48,6 +48,7 @@ def parse(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]  # raises on any damaged line
 
 
+@pytest.mark.timeout(2400)  # 20+ restarts of a real run: ~10 min on a quiet 2-core machine
 def test_twenty_kills_lose_nothing_duplicate_nothing_and_finish_at_num(live_server, embedder,
                                                                        tmp_path):
     url, name = live_server
