@@ -23,7 +23,7 @@ SIDECAR_VERSION = 1
 FLAT_LIMIT = 20_000
 HNSW_M = 16  # graph degree: recall vs ~128 B of links per vector; 32 built 1.6x slower
 HNSW_EF_CONSTRUCTION = 40
-HNSW_EF_SEARCH = 64
+HNSW_EF_SEARCH = 128  # 64 missed 6 of 500 duplicates at 100k (bench/dedup_scale.py), 128 none
 
 # A unit vector's dot product with itself can land a few float32 ulps below 1.0;
 # without slack, threshold=1.0 would miss exact duplicates.
