@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.in_process import InProcessTeacher
 from models.llama_server import ManagedServer, ServerSettings
@@ -27,7 +27,15 @@ class TeacherSettings(BaseModel):
     url: str | None = None
     api_key: str | None = None
     model_name: str | None = None
-    parallel: int = Field(4, ge=1, le=256)
+    # slots = teacher calls in flight; "auto": measured once per model and machine (calibrate.py)
+    parallel: int | str = 4
+
+    @field_validator("parallel")
+    @classmethod
+    def _slots(cls, value: int | str) -> int | str:
+        if value == "auto" or (isinstance(value, int) and 1 <= value <= 256):
+            return value
+        raise ValueError(f"expected 1 to 256 slots or 'auto', got {value!r}")
     ctx: int = Field(4096, ge=512, description="context tokens per slot")
     gpu_layers: int = Field(0, ge=-1)
     timeout_s: float = Field(300.0, gt=0)
@@ -63,8 +71,11 @@ async def open_teacher(
     if settings.url or settings.backend == "url":
         if not settings.url:
             raise TeacherError("backend 'url' needs --teacher-url")
+        slots = settings.parallel
+        if slots == "auto":
+            slots = await remote_slots(settings.url, settings.api_key, say)
         teacher = OpenAICompatTeacher(
-            settings.url, model_name=settings.model_name or "teacher", slots=settings.parallel,
+            settings.url, model_name=settings.model_name or "teacher", slots=slots,
             timeout_s=settings.timeout_s, api_key=settings.api_key)
         try:
             yield teacher
@@ -93,14 +104,40 @@ async def open_teacher(
             await teacher.aclose()
         return
 
+    if settings.parallel == "auto":
+        from models.calibrate import choose_parallel
+        from models.server_build import cache_root
+
+        settings = settings.model_copy(update={"parallel": await choose_parallel(
+            binary, model, settings.gpu_layers, cache_root() / "parallel-auto.json", say)})
     server_settings = ServerSettings(
         model_path=model, binary=binary, parallel=settings.parallel,
         ctx_per_slot=settings.ctx, gpu_layers=settings.gpu_layers, log_path=settings.server_log)
     async with ManagedServer(server_settings) as server:
         teacher = OpenAICompatTeacher(
             lambda: server.base_url, model_name=model.name, slots=settings.parallel,
-            timeout_s=settings.timeout_s, llama_cpp=True, on_failure=server.ensure_alive)
+            timeout_s=settings.timeout_s, llama_cpp=True, on_failure=server.ensure_alive,
+            restarts=lambda: server.restarts)
         try:
             yield teacher
         finally:
             await teacher.aclose()
+
+
+async def remote_slots(url: str, api_key: str | None, say: Callable[[str], None]) -> int:
+    """`--parallel auto` against a running server: a llama.cpp server says how many slots it
+    has (`GET /props`); anything else gets the CPU default."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            async with session.get(f"{url.rstrip('/')}/props", headers=headers) as resp:
+                slots = (await resp.json(content_type=None)).get("total_slots")
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, AttributeError):
+        slots = None
+    if isinstance(slots, int) and slots >= 1:
+        say(f"--parallel auto: {url} has {slots} slots")
+        return slots
+    say(f"--parallel auto: {url} does not report its slots; using 4")
+    return 4

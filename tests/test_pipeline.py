@@ -266,3 +266,14 @@ def test_a_teacher_going_down_leaves_no_call_running_behind(corpus, tmp_path):
 
     assert asyncio.run(main()) == []
     assert teacher.transformations >= 1  # the case under test happened
+
+
+def test_the_summary_reports_how_busy_the_teacher_slots_were(corpus, tmp_path):
+    teacher = ScriptedTeacher(rag_replies(unique_questions()), slots=3)
+    summary = asyncio.run(run(config(corpus, tmp_path / "out"), Progress(quiet=True),
+                              opener(teacher)))
+    occupancy = summary["this_run"]["teacher_occupancy"]
+    assert set(occupancy) == {"all_slots_busy", "mean_occupancy", "span_s", "slots"}
+    assert occupancy["slots"] == 3
+    assert 0 < occupancy["mean_occupancy"] <= 1 and 0 <= occupancy["all_slots_busy"] <= 1
+    assert occupancy["all_slots_busy"] <= occupancy["mean_occupancy"]
