@@ -23,6 +23,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"error: {message} (see --help)\n")
 
 
+def slots_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of slots or 'auto', got {text!r}") \
+            from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m engine",
@@ -53,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--teacher-api-key", help="bearer token for --teacher-url")
     t.add_argument("--backend", choices=["auto", "server", "url", "in-process"], default="auto",
                    help="auto: managed llama-server, else in-process llama-cpp-python")
-    t.add_argument("--parallel", type=int, default=4, help="server slots = teacher calls in "
-                   "flight (continuous batching)")
+    t.add_argument("--parallel", type=slots_arg, default=4, help="server slots = teacher calls "
+                   "in flight (continuous batching); auto: measure the knee once per model and "
+                   "machine (a llama.cpp --teacher-url: its own slot count)")
     t.add_argument("--ctx", type=int, default=4096, help="context tokens per slot")
     t.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU "
                    "(-1: all)")
@@ -101,6 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--near-dup-threshold", type=float, default=0.9, help="cosine at or above "
                    "which an instruction is a near duplicate of an accepted one")
 
+    x = p.add_argument_group("scale-out (Ray)")
+    x.add_argument("--executor", choices=["local", "ray"], default="local", help="local: this "
+                   "machine; ray: seeds sharded over Ray workers, each with its own teacher "
+                   "(README: Scale-out on Ray)")
+    x.add_argument("--ray-address", help="Ray cluster to join ('auto' = the one `ray start` "
+                   "made here; unset: start a local one, or join RAY_ADDRESS's)")
+    x.add_argument("--ray-workers", type=int, help="teacher workers (unset: as many as the "
+                   "cluster's CPUs/GPUs fit)")
+    x.add_argument("--gpus-per-teacher", type=float, help="GPUs each worker's teacher reserves "
+                   "(unset: 0; needs --gpu-layers)")
+    x.add_argument("--cpus-per-teacher", type=float, help="CPU cores each worker reserves, also "
+                   "its llama-server's threads (unset: 1)")
+
     o = p.add_argument_group("output")
     o.add_argument("--format", choices=["openai", "sharegpt", "alpaca"], default="openai",
                    help="record layout: OpenAI messages, ShareGPT conversations, or Alpaca "
@@ -136,6 +160,8 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "temperature": ("flow", "temperature"), "tool_steps": ("flow", "tool_steps"),
     "unanswerable_share": ("flow", "unanswerable_share"),
     "round_trip_k": ("flow", "round_trip_k"), "round_trip_skills": ("flow", "round_trip_skills"),
+    "executor": ("executor",), "ray_address": ("ray_address",), "ray_workers": ("ray_workers",),
+    "gpus_per_teacher": ("gpus_per_teacher",), "cpus_per_teacher": ("cpus_per_teacher",),
 }
 
 
@@ -342,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    if cfg.executor == "ray":
+        from engine.distributed import run_ray as run
     try:
         summary = asyncio.run(run(cfg, progress))
     except KeyboardInterrupt:

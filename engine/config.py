@@ -11,6 +11,9 @@ from agents.flow import FlowSettings
 from models import TeacherSettings
 
 
+RAY_ONLY = ("ray_address", "ray_workers", "gpus_per_teacher", "cpus_per_teacher")
+
+
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     skill: str = Field(description="a skill, a comma-separated list, or 'all'")
@@ -37,9 +40,27 @@ class RunConfig(BaseModel):
     max_type_share: float = Field(2.0, ge=0, description="diversity gate: a subcategory holds at "
                                   "most this × its fair share of a skill's records; 0 = off")
     force: bool = False
+    # scale-out (engine/distributed): how the run is executed, not what it generates, so none of
+    # these is part of generation_key
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = Field(None, description="Ray cluster to join ('auto', "
+                                    "'HOST:PORT', 'ray://HOST:10001'); default: start one here")
+    ray_workers: int | None = Field(None, ge=1, description="teacher workers (default: as many "
+                                    "as the cluster's CPUs/GPUs fit)")
+    gpus_per_teacher: float | None = Field(None, ge=0, description="GPUs each worker's teacher "
+                                           "reserves (Ray resource request)")
+    cpus_per_teacher: float | None = Field(None, gt=0, description="CPU cores each worker "
+                                           "reserves (and its llama-server's threads); default 1")
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
+        ray_only = [f"--{k.replace('_', '-')}" for k in RAY_ONLY if getattr(self, k) is not None]
+        if self.executor == "local" and ray_only:
+            raise ValueError(f"{', '.join(ray_only)} only apply to --executor ray")
+        if (self.gpus_per_teacher or 0) > 0 and self.teacher.gpu_layers == 0 \
+                and not self.teacher.url:
+            raise ValueError("--gpus-per-teacher reserves GPUs, but --gpu-layers 0 keeps the "
+                             "model on the CPU; add --gpu-layers -1 (offload all layers)")
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("--chunk-overlap must be smaller than --chunk-size")
         if 0 < self.max_type_share < 1:

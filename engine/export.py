@@ -8,8 +8,10 @@ import hashlib
 import json
 import shutil
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
+from engine.distributed.parts import PartsError, is_sharded, part_records, parts_dir, shard_count
 from engine.formats import to_messages
 from engine.sink import read_jsonl
 
@@ -37,12 +39,25 @@ def _row(rec: dict) -> dict:
     }
 
 
-def collect(out: Path, validation_share: float = 0.0) -> dict[str, list[dict]]:
+def _records(out: Path) -> tuple[Path, Iterator[dict]]:
+    """(what is read, its records): the parts of an `--executor ray` run (always current, even
+    when the run was interrupted before it merged them), else data.jsonl."""
+    if is_sharded(out):
+        try:
+            shard_count(out)
+        except PartsError as exc:
+            raise ExportError(str(exc)) from None
+        return parts_dir(out), part_records(out)
     data = out / "data.jsonl"
     if not data.exists():
         raise ExportError(f"{data} does not exist; run the engine with --out {out} first")
+    return data, read_jsonl(data)
+
+
+def collect(out: Path, validation_share: float = 0.0) -> dict[str, list[dict]]:
+    data, records = _records(out)
     splits: dict[str, list[dict]] = defaultdict(list)
-    for rec in read_jsonl(data):
+    for rec in records:
         meta = rec.get("metadata", {})
         name = meta.get("split") or rec["skill"]
         doc = (meta.get("source") or {}).get("doc_path", rec["id"])

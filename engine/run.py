@@ -15,6 +15,7 @@ from agents.registry import load_skill
 from dedup.decontam import Decontaminator
 from engine.config import RunConfig
 from engine.gate import DedupGate
+from engine.occupancy import SlotMeter
 from engine.pipeline import RunStats, Shares, Sinks, quotas, run_pipeline, type_caps
 from engine.progress import Progress
 from engine.sink import JsonlWriter, read_jsonl, repair_tail
@@ -63,13 +64,33 @@ def prepare_out(cfg: RunConfig, teacher_name: str) -> None:
     os.replace(tmp, manifest)
 
 
-async def run(cfg: RunConfig, progress: Progress, teacher_opener=open_teacher) -> dict:
-    """`teacher_opener(settings, say)` is an async context manager yielding a Teacher; tests and
-    benchmarks pass a scripted one, everything else the real backends."""
+def load_skills(cfg: RunConfig) -> dict:
     skills = {name: load_skill(name) for name in cfg.skills}
     if cfg.format == "alpaca" and (multi := [n for n, s in skills.items() if s.spec.multi_turn]):
         raise RunError(f"--format alpaca holds single-turn records only; {', '.join(multi)} "
                        "write multi-turn conversations: use --format openai or sharegpt")
+    return skills
+
+
+async def open_corpus(cfg: RunConfig, progress: Progress) -> tuple[Embedder, CorpusIndex]:
+    """The embedder and the corpus index (built once, reused while the input is unchanged)."""
+    embedder = await asyncio.to_thread(Embedder, cfg.embedder)
+    index = await asyncio.to_thread(
+        CorpusIndex.build_or_load, cfg.input, cfg.out / "index", embedder, cfg.chunk_size,
+        cfg.chunk_overlap, progress.say)
+    if index.skipped:
+        progress.say(f"skipped {len(index.skipped)} file(s): " + "; ".join(
+            f"{s.path} ({s.reason})" for s in index.skipped[:5]))
+    return embedder, index
+
+
+async def run(cfg: RunConfig, progress: Progress, teacher_opener=open_teacher) -> dict:
+    """`teacher_opener(settings, say)` is an async context manager yielding a Teacher; tests and
+    benchmarks pass a scripted one, everything else the real backends."""
+    skills = load_skills(cfg)
+    if (cfg.out / "parts" / "manifest.json").exists():  # data.jsonl there is a merged copy
+        raise RunError(f"{cfg.out} holds a run made with --executor ray (parts/); resume it "
+                       "with --executor ray, or use a new --out")
     quota = quotas(cfg.num, cfg.weights())
     teacher_name = describe(cfg.teacher)
     prepare_out(cfg, teacher_name)
@@ -84,13 +105,7 @@ async def run(cfg: RunConfig, progress: Progress, teacher_opener=open_teacher) -
     if accepted:
         progress.say(f"resuming: {len(accepted)} records already in {out / 'data.jsonl'}")
 
-    embedder = await asyncio.to_thread(Embedder, cfg.embedder)
-    index = await asyncio.to_thread(
-        CorpusIndex.build_or_load, cfg.input, out / "index", embedder, cfg.chunk_size,
-        cfg.chunk_overlap, progress.say)
-    if index.skipped:
-        progress.say(f"skipped {len(index.skipped)} file(s): " + "; ".join(
-            f"{s.path} ({s.reason})" for s in index.skipped[:5]))
+    embedder, index = await open_corpus(cfg, progress)
 
     decontam = None
     if cfg.decontaminate:
@@ -106,7 +121,8 @@ async def run(cfg: RunConfig, progress: Progress, teacher_opener=open_teacher) -
     data, rejected = JsonlWriter(out / "data.jsonl"), JsonlWriter(out / "rejected.jsonl")
     stats = RunStats()
     try:
-        async with teacher_opener(teacher_settings, progress.say) as teacher:
+        async with teacher_opener(teacher_settings, progress.say) as backend:
+            teacher = SlotMeter(backend)
             ctx = FlowContext(teacher=teacher, index=index, settings=cfg.flow)
             shares = Shares(
                 quota=quota, by_skill=Counter(r["skill"] for r in accepted),
@@ -126,6 +142,8 @@ async def run(cfg: RunConfig, progress: Progress, teacher_opener=open_teacher) -
                                            on_progress=progress.update)
             finally:
                 stats.teacher_retries = getattr(teacher, "retried", 0)
+                stats.occupancy = teacher.report()
+                stats.server_restarts = getattr(teacher, "server_restarts", 0)
     finally:
         progress.stop()
         data.close()
@@ -200,6 +218,8 @@ def summarize(cfg: RunConfig, stats: RunStats, resumed_from: int, teacher: str,
             "decontaminated_by_source": dict(sorted(stats.contaminated.items())),
             "teacher_calls": stats.usage.calls,
             "teacher_retries": stats.teacher_retries,  # transport faults, retried by the client
+            # managed llama-server deaths survived (RunStats lacks the field: set by run())
+            "server_restarts": getattr(stats, "server_restarts", 0),
             "unusable_replies": stats.usage.unusable_replies,  # asked again with a new seed
             "prompt_tokens": stats.usage.prompt_tokens,
             "cached_prompt_tokens": stats.usage.cached_tokens,
@@ -209,6 +229,8 @@ def summarize(cfg: RunConfig, stats: RunStats, resumed_from: int, teacher: str,
             "elapsed_s": round(elapsed, 2),
             "completion_tokens_per_s": round(completion / max(elapsed, 1e-9), 1),
             "accepted_per_min": round(stats.accepted / max(elapsed, 1e-9) * 60, 2),
+            # share of time every teacher slot was working (engine/occupancy.py)
+            "teacher_occupancy": stats.occupancy,
         },
         "resumed_from": resumed_from,
         "teacher": teacher,
