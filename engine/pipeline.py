@@ -43,6 +43,7 @@ class RunStats:
     usage: Usage = field(default_factory=Usage)
     wasted_completion_tokens: int = 0
     teacher_retries: int = 0
+    server_restarts: int = 0  # managed llama-server deaths survived
     occupancy: dict = field(default_factory=dict)  # engine/occupancy.py's report
     started: float = field(default_factory=time.perf_counter)
 

@@ -218,8 +218,7 @@ def summarize(cfg: RunConfig, stats: RunStats, resumed_from: int, teacher: str,
             "decontaminated_by_source": dict(sorted(stats.contaminated.items())),
             "teacher_calls": stats.usage.calls,
             "teacher_retries": stats.teacher_retries,  # transport faults, retried by the client
-            # managed llama-server deaths survived (RunStats lacks the field: set by run())
-            "server_restarts": getattr(stats, "server_restarts", 0),
+            "server_restarts": stats.server_restarts,  # managed llama-server deaths survived
             "unusable_replies": stats.usage.unusable_replies,  # asked again with a new seed
             "prompt_tokens": stats.usage.prompt_tokens,
             "cached_prompt_tokens": stats.usage.cached_tokens,

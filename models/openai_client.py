@@ -22,7 +22,8 @@ class OpenAICompatTeacher:
     """Chat client with a slot-sized concurrency limit, per-call timeout and retries with backoff.
 
     `on_failure` runs before each retry of a transport error; the managed server uses it to
-    restart a dead llama-server so the retry lands on a live one.
+    restart a dead llama-server so the retry lands on a live one (a request in flight when the
+    server died is thus sent again, not lost). `restarts` reports how many restarts that took.
     """
 
     def __init__(
@@ -36,6 +37,7 @@ class OpenAICompatTeacher:
         api_key: str | None = None,
         llama_cpp: bool = False,
         on_failure: Callable[[], Awaitable[None]] | None = None,
+        restarts: Callable[[], int] | None = None,
     ) -> None:
         # a callable follows a managed server that came back on another port after a restart
         self._base_url = base_url
@@ -46,9 +48,15 @@ class OpenAICompatTeacher:
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._llama_cpp = llama_cpp
         self._on_failure = on_failure
+        self._restarts = restarts
         self._limit = asyncio.Semaphore(slots)
         self._session: aiohttp.ClientSession | None = None
         self.retried = 0  # transport failures retried (timeouts, 5xx, bodies that are not JSON)
+
+    @property
+    def server_restarts(self) -> int:
+        """Times the server behind this client died and was restarted (0 for a plain URL)."""
+        return self._restarts() if self._restarts else 0
 
     @property
     def base_url(self) -> str:
