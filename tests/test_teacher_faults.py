@@ -80,6 +80,12 @@ class FaultServer:
                          "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 10}, "model": "fault"})
 
+    def __enter__(self) -> "FaultServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         async def stop():
             self._closing.set()
@@ -113,11 +119,8 @@ def test_flaky_teacher_every_fault_kind_is_retried_or_explained_and_the_run_comp
         corpus, tmp_path):
     kinds = itertools.cycle(["http 500", "not json", "empty choices", "schema violation",
                              "http 503", "hang"])
-    server = FaultServer(lambda n: next(kinds) if n % 3 == 0 else None)
-    try:
+    with FaultServer(lambda n: next(kinds) if n % 3 == 0 else None) as server:
         done, _ = engine(corpus, tmp_path / "out", server.url, timeout=2.0)
-    finally:
-        server.close()
     assert done.returncode == 0, done.stderr[-2000:]
     assert set(server.faults) >= {"http 500", "not json", "empty choices", "schema violation",
                                   "http 503", "hang"}
@@ -138,30 +141,21 @@ def test_flaky_teacher_every_fault_kind_is_retried_or_explained_and_the_run_comp
 def test_a_teacher_down_for_good_ends_the_run_with_one_clear_line_and_resumes_later(
         corpus, tmp_path, kind):
     out = tmp_path / "out"
-    healthy = FaultServer()
-    try:
+    with FaultServer() as healthy:
         first, _ = engine(corpus, out, healthy.url, num=2)
-    finally:
-        healthy.close()
     assert first.returncode == 0, first.stderr[-2000:]
     written = (out / "data.jsonl").read_bytes()
 
-    down = FaultServer(lambda n: kind)  # same teacher name, new port: a resume, not a mix
-    try:
+    with FaultServer(lambda n: kind) as down:  # same teacher name, new port: a resume, not a mix
         failed, took = engine(corpus, out, down.url, num=5, timeout=1.0)
-    finally:
-        down.close()
     assert failed.returncode not in (0, None)
     last = failed.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and down.url in last and "re-run" in last, failed.stderr
     assert took < 120  # bounded retries, not a hang (generous: includes the embedder load)
     assert (out / "data.jsonl").read_bytes().startswith(written)  # nothing written was lost
 
-    back = FaultServer()
-    try:
+    with FaultServer() as back:
         resumed, _ = engine(corpus, out, back.url, num=5)
-    finally:
-        back.close()
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     data = lines(out / "data.jsonl")
     assert len(data) == 5 == len({r["id"] for r in data})
