@@ -87,6 +87,7 @@ async def choose_parallel(binary: Path, model: Path, gpu_layers: int, cache: Pat
         known = json.loads(cache.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         known = {}
+    known = known if isinstance(known, dict) else {}  # a damaged cache is measured again
     if isinstance(known.get(key), dict) and isinstance(known[key].get("parallel"), int):
         return known[key]["parallel"]
     steps = candidates(gpu_layers, binary)
@@ -96,7 +97,6 @@ async def choose_parallel(binary: Path, model: Path, gpu_layers: int, cache: Pat
     chosen = pick(rates)
     say("--parallel auto: " + ", ".join(f"{n}: {r:.0f} tok/s" for n, r in rates.items())
         + f" -> {chosen} slots")
-    known = known if isinstance(known, dict) else {}
     known[key] = {"parallel": chosen, "tokens_per_s": {str(n): round(r, 1)
                                                          for n, r in rates.items()}}
     cache.parent.mkdir(parents=True, exist_ok=True)
