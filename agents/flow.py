@@ -169,11 +169,11 @@ class Skill:
                     temperature=ctx.settings.temperature if temperature is None else temperature,
                     seed=seed + attempt)
             except ReplyError as exc:
-                trace.usage.add(exc.completion)
+                trace.usage.add(exc.completion, stage)
                 trace.usage.unusable_replies += 1
                 last = exc
                 continue
-            trace.usage.add(completion)
+            trace.usage.add(completion, stage)
             return value
         assert last is not None
         raise Rejected(stage, last.reason, last.detail, raw=last.completion.text)

@@ -31,12 +31,21 @@ class Usage(BaseModel):
     completion_tokens: int = 0
     cached_tokens: int = 0
     unusable_replies: int = 0  # replies that did not parse or fit the schema, asked again
+    # completion tokens per calling stage (transform, instruct, suggest, edit, respond, ...):
+    # where a rejected item's tokens went, so waste can be cut where it is made
+    by_stage: dict[str, int] = Field(default_factory=dict)
 
-    def add(self, completion: Completion) -> None:
+    @property
+    def evaluated_prompt_tokens(self) -> int:
+        """Prompt tokens the teacher computed; the rest came from its prompt cache."""
+        return self.prompt_tokens - self.cached_tokens
+
+    def add(self, completion: Completion, stage: str = "other") -> None:
         self.calls += 1
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
         self.cached_tokens += completion.cached_tokens
+        self.by_stage[stage] = self.by_stage.get(stage, 0) + completion.completion_tokens
 
     def merge(self, other: Usage) -> None:
         self.calls += other.calls
@@ -44,6 +53,8 @@ class Usage(BaseModel):
         self.completion_tokens += other.completion_tokens
         self.cached_tokens += other.cached_tokens
         self.unusable_replies += other.unusable_replies
+        for stage, tokens in other.by_stage.items():
+            self.by_stage[stage] = self.by_stage.get(stage, 0) + tokens
 
 
 class Candidate(BaseModel):

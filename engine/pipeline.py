@@ -42,6 +42,8 @@ class RunStats:
     contaminated: Counter = field(default_factory=Counter)  # eval source → records rejected
     usage: Usage = field(default_factory=Usage)
     wasted_completion_tokens: int = 0
+    waste_by_reason: Counter = field(default_factory=Counter)  # "stage: reason" → tokens
+    waste_by_call: Counter = field(default_factory=Counter)  # calling stage → tokens
     teacher_retries: int = 0
     server_restarts: int = 0  # managed llama-server deaths survived
     occupancy: dict = field(default_factory=dict)  # engine/occupancy.py's report
@@ -302,6 +304,8 @@ async def _sink(result: Candidate | Rejection, sinks: Sinks, stats: RunStats) ->
     stats.reasons[f"{result.stage}: {result.reason}"] += 1
     stats.usage.merge(result.usage)
     stats.wasted_completion_tokens += result.usage.completion_tokens
+    stats.waste_by_reason[f"{result.stage}: {result.reason}"] += result.usage.completion_tokens
+    stats.waste_by_call.update(result.usage.by_stage)
 
 
 async def _accept(candidate: Candidate, sinks: Sinks, stats: RunStats) -> Rejection | None:

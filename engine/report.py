@@ -77,11 +77,17 @@ def dataset_stats(records: list[dict], rejections: list[dict], vectors: np.ndarr
     responses = [next((m["content"] for m in reversed(to_messages(r))
                        if m["role"] == "assistant"), "") for r in records]
     tokens: Counter = Counter()
-    for rec in records:
-        tokens.update(rec.get("metadata", {}).get("tokens") or {})
-    for rej in rejections:
-        tokens.update(rej.get("usage") or {})
+    for usage in [r.get("metadata", {}).get("tokens") for r in records] + [
+            r.get("usage") for r in rejections]:
+        tokens.update({k: v for k, v in (usage or {}).items() if isinstance(v, int)})
     wasted = sum((r.get("usage") or {}).get("completion_tokens", 0) for r in rejections)
+    by_reason: Counter = Counter()
+    by_call: Counter = Counter()
+    for rej in rejections:
+        usage = rej.get("usage") or {}
+        by_reason[f"{rej['stage']}: {rej['reason']}"] += usage.get("completion_tokens", 0)
+        by_call.update(usage.get("by_stage") or {})
+    total = max(1, tokens.get("completion_tokens", 0))
     return {
         "records": len(records),
         "rejected": len(rejections),
@@ -93,7 +99,9 @@ def dataset_stats(records: list[dict], rejections: list[dict], vectors: np.ndarr
             f"{r['stage']}: {r['reason']}" for r in rejections).most_common()),
         "tokens": dict(tokens),
         "wasted_completion_tokens": wasted,
-        "waste_share": round(wasted / max(1, tokens.get("completion_tokens", 0)), 4),
+        "waste_share": round(wasted / total, 4),
+        "waste_by_reason": {k: round(n / total, 4) for k, n in by_reason.most_common() if n},
+        "waste_by_call": {k: round(n / total, 4) for k, n in by_call.most_common() if n},
         "instruction_words": {
             "mean": round(float(np.mean(lengths)), 1) if lengths else 0,
             "median": float(np.median(lengths)) if lengths else 0,
@@ -201,8 +209,11 @@ def card(stats: dict, summary: dict, run_info: dict) -> str:
         "## Rejections", "",
         f"{stats['rejected']} items rejected (acceptance {stats['acceptance_rate']:.1%}); "
         f"{stats['waste_share']:.1%} of completion tokens went into rejected items.", "",
-        "| stage: reason | items |", "|---|---|",
-        *[f"| {k} | {v} |" for k, v in list(stats["rejections_by_reason"].items())[:25]], "",
+        "| stage: reason | items | share of all completion tokens |", "|---|---|---|",
+        *[f"| {k} | {v} | {stats['waste_by_reason'].get(k, 0):.1%} |"
+          for k, v in list(stats["rejections_by_reason"].items())[:25]], "",
+        "Wasted tokens by the call that generated them: " + (", ".join(
+            f"{k} {v:.1%}" for k, v in stats["waste_by_call"].items()) or "none") + ".", "",
         "## Token usage", "",
         *[f"- {k}: {v}" for k, v in sorted(stats["tokens"].items())], "",
         "## Diversity", "",

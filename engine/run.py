@@ -222,9 +222,19 @@ def summarize(cfg: RunConfig, stats: RunStats, resumed_from: int, teacher: str,
             "unusable_replies": stats.usage.unusable_replies,  # asked again with a new seed
             "prompt_tokens": stats.usage.prompt_tokens,
             "cached_prompt_tokens": stats.usage.cached_tokens,
+            # prompt tokens the teacher computed (not served from its prompt cache), per work
+            # item and per accepted record: what prompt layout and routing are meant to cut
+            "evaluated_prompt_tokens": stats.usage.evaluated_prompt_tokens,
+            "evaluated_prompt_tokens_per_item": round(
+                stats.usage.evaluated_prompt_tokens / max(1, stats.accepted + stats.rejected), 1),
+            "evaluated_prompt_tokens_per_accepted": round(
+                stats.usage.evaluated_prompt_tokens / max(1, stats.accepted), 1),
             "completion_tokens": completion,
             "wasted_completion_tokens": stats.wasted_completion_tokens,
             "waste_share": round(stats.wasted_completion_tokens / max(1, completion), 3),
+            # the wasted tokens by why their item was rejected, and by the call that made them
+            "waste_by_reason": _shares(stats.waste_by_reason, completion),
+            "waste_by_call": _shares(stats.waste_by_call, completion),
             "elapsed_s": round(elapsed, 2),
             "completion_tokens_per_s": round(completion / max(elapsed, 1e-9), 1),
             "accepted_per_min": round(stats.accepted / max(elapsed, 1e-9) * 60, 2),
@@ -260,3 +270,9 @@ def skill_report(skills: dict, quota: dict[str, int], earlier: list[dict], stats
             "max_over_fair_share": round(max(per_sub.values()) / fair, 2) if total else None,
         }
     return report
+
+
+def _shares(tokens: Counter, total: int) -> dict[str, dict]:
+    """Tokens and their share of all completion tokens, largest first."""
+    return {key: {"tokens": n, "share": round(n / max(1, total), 3)}
+            for key, n in tokens.most_common() if n}

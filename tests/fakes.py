@@ -58,7 +58,7 @@ def rag_replies(question_for: Callable[[str], str] | None = None):
                                "citations": [1]})
         if "text" in props:
             return json.dumps({"text": prompt[-300:]})
-        if prompt.startswith("Rewrite the question"):  # the editor keeps the question as it is
+        if "\nRewrite the question" in prompt:  # the editor keeps the question as it is
             return json.dumps({"question": prompt.split("\nQuestion: ", 1)[1].split("\n", 1)[0]})
         question = question_for(prompt) if question_for else "What does the volcano text describe?"
         return json.dumps({"question": question})

@@ -86,7 +86,7 @@ def test_near_duplicates_are_rejected(tmp_path):
     # cosine 0.98 with all-MiniLM-L6-v2: different strings, same question; which one an item
     # gets depends on its type, so both reach the gate whatever the order of completion
     def question(prompt):
-        if prompt.startswith(("Write ONE single fact", "Write ONE summary")):
+        if "\nWrite ONE single fact" in prompt or "\nWrite ONE summary" in prompt:
             return "How tall is Mount Etna in Sicily?"
         return "What is the height of Mount Etna in Sicily?"
 
@@ -188,7 +188,7 @@ def test_an_edit_that_breaks_the_question_is_dropped_and_recorded(corpus, tmp_pa
     base = rag_replies(unique_questions())
 
     def reply(messages, schema):
-        if messages[-1].content.startswith("Rewrite the question"):
+        if "\nRewrite the question" in messages[-1].content:
             return json.dumps({"question": "According to the passage, how tall is Mount Etna?"})
         return base(messages, schema)
 
@@ -277,3 +277,48 @@ def test_the_summary_reports_how_busy_the_teacher_slots_were(corpus, tmp_path):
     assert occupancy["slots"] == 3
     assert 0 < occupancy["mean_occupancy"] <= 1 and 0 <= occupancy["all_slots_busy"] <= 1
     assert occupancy["all_slots_busy"] <= occupancy["mean_occupancy"]
+
+
+def test_the_summary_says_which_rejections_and_which_calls_wasted_tokens(corpus, tmp_path):
+    """Every other instruct reply names 'the passage' (rejected right after the instruct call);
+    the rest are answered with a refusal where an answer was due (rejected at validation, after
+    the suggest, edit and respond calls): each reason's tokens and each call's are reported."""
+    base = rag_replies(unique_questions())
+    n = itertools.count()
+
+    def reply(messages, schema):
+        props = (schema or {}).get("properties", {})
+        if set(props) == {"question"} and "\nWrite ONE" in messages[-1].content \
+                and next(n) % 2:
+            return json.dumps({"question": "What does the passage say about the first topic?"})
+        return base(messages, schema)
+
+    out = tmp_path / "out"
+    summary = asyncio.run(run(config(corpus, out, num=3, max_attempts=16), Progress(quiet=True),
+                              opener(ScriptedTeacher(reply))))
+    this = summary["this_run"]
+    rejected = lines(out / "rejected.jsonl")
+    by_reason = {}
+    for r in rejected:
+        key = f"{r['stage']}: {r['reason']}"
+        by_reason[key] = by_reason.get(key, 0) + r["usage"]["completion_tokens"]
+    assert any(k.startswith("instruct: ") for k in by_reason)
+    assert {k: v["tokens"] for k, v in this["waste_by_reason"].items()} == by_reason
+    assert sum(v["tokens"] for v in this["waste_by_reason"].values()) \
+        == this["wasted_completion_tokens"] == sum(by_reason.values())
+    # an item rejected at instruct paid for its instruct call only
+    for r in rejected:
+        if r["stage"] == "instruct":
+            assert set(r["usage"]["by_stage"]) <= {"instruct", "transform"}
+    assert sum(v["tokens"] for v in this["waste_by_call"].values()) == sum(by_reason.values())
+    share = this["waste_by_reason"][next(iter(this["waste_by_reason"]))]["share"]
+    assert 0 < share <= this["waste_share"] <= 1
+    # accepted records carry their tokens per call too, and evaluated = prompt - cached
+    for rec in lines(out / "data.jsonl"):
+        tokens = rec["metadata"]["tokens"]
+        assert {"instruct", "suggest", "edit", "respond"} <= set(tokens["by_stage"])
+        assert sum(tokens["by_stage"].values()) == tokens["completion_tokens"]
+    assert this["evaluated_prompt_tokens"] == this["prompt_tokens"] - this["cached_prompt_tokens"]
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["waste_by_reason"] and abs(sum(stats["waste_by_reason"].values())
+                                            - stats["waste_share"]) < 1e-3

@@ -170,10 +170,10 @@ class ConversationSkill(TaskSkill):
                     ctx.teacher, history, Reply, max_tokens=ctx.settings.max_tokens,
                     temperature=ctx.settings.answer_temperature, seed=seed + attempt)
             except ReplyError as exc:
-                trace.usage.add(exc.completion)
+                trace.usage.add(exc.completion, "respond")
                 failure = exc
                 continue
-            trace.usage.add(completion)
+            trace.usage.add(completion, "respond")
             return value
         assert failure is not None
         raise Rejected("respond", failure.reason, failure.detail, raw=failure.completion.text)

@@ -154,7 +154,8 @@ def merge_stats(total: RunStats, part: RunStats) -> None:
     total.accepted += part.accepted
     total.rejected += part.rejected
     total.attempts += part.attempts
-    for name in ("reasons", "subcategories", "by_skill", "contaminated"):
+    for name in ("reasons", "subcategories", "by_skill", "contaminated", "waste_by_reason",
+                 "waste_by_call"):
         getattr(total, name).update(getattr(part, name))
     total.usage.merge(part.usage)
     total.wasted_completion_tokens += part.wasted_completion_tokens

@@ -444,7 +444,7 @@ def coding_teacher(topic_words: str = ""):
             bad = count("tests", kind)
             return {"tests": bad or TASKS[kind][1]}
         if set(props) & {"code", "tests", "explanation", "complexity"} \
-                and not prompt.startswith("Rewrite the task"):
+                and "\nRewrite the task" not in prompt:
             kind = next(NAME_TO_TYPE[n] for n in NAME_TO_TYPE if re.search(rf"\b{n}\b", prompt))
             bad = count("respond", kind)
             if bad == "unchanged":  # the buggy code the student was shown, handed back

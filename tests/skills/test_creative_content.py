@@ -413,7 +413,7 @@ def creative_teacher():
 
     def reply(prompt, schema):
         props = schema.get("properties", {})
-        if "instruction" in props and prompt.startswith("Rewrite the task"):
+        if "instruction" in props and "\nRewrite the task" in prompt:
             task = json.loads(prompt.split("Task (JSON):\n", 1)[1].split("\nSuggestions:")[0])
             return task | {"forbidden": ["zebra"]}  # refinement adds a forbidden word
         if "instruction" in props:

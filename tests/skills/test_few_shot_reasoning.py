@@ -314,7 +314,7 @@ def fs_teacher():
                              f"way to {w[3]}. So the answer is {w[3]}, a smaller {w[3]} indeed.",
                 "answer": {"analogy": w[3], "cause_effect_chain": f"a smaller {w[3]}",
                            "rule_deduction": "Yes, it does"}[kind]}
-        if prompt.startswith("Rewrite the task"):  # the editor: a small, valid change
+        if "\nRewrite the task" in prompt:  # the editor: a small, valid change
             query = json.loads(prompt.split("Task (JSON):\n", 1)[1].split("\n", 1)[0])["query"]
             return {"query": query + " Show each step."}
         return None  # suggest: the harness fills the schema with prompt words
