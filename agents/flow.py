@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -49,6 +49,8 @@ class FlowContext:
     teacher: Teacher
     index: CorpusIndex
     settings: FlowSettings
+    # the engine's dedup gate, read only: why an instruction cannot be kept, or None
+    novelty: Callable[[str], Awaitable[str | None]] | None = None
     _transforms: dict[tuple, tuple[asyncio.Future, Trace]] = field(default_factory=dict)
 
     async def aclose(self) -> None:
@@ -234,6 +236,16 @@ class Skill:
         trace.steps.append({"step": "round_trip", "k": k, "rank": rank})
         if rank is None:
             raise Rejected("round_trip", f"instruction does not retrieve its source in the top {k}",
+                           raw=instruction)
+
+    async def check_novel(self, ctx: FlowContext, trace: Trace, instruction: str) -> None:
+        """An instruction near one already kept would be rejected by the sink's dedup gate:
+        reject it before its answer is paid for (the sink still decides, atomically)."""
+        if ctx.novelty is None:
+            return
+        if reason := await ctx.novelty(instruction):
+            stage = "diversity" if reason.startswith("dense region") else "dedup"
+            raise Rejected(stage, reason, "found before the answer was asked for",
                            raw=instruction)
 
     def check_instruction(self, instruction: str, passages: list[str]) -> str | None:

@@ -127,6 +127,7 @@ class TaskSkill(Skill):
         """A written task that passed its cheap checks: refine, round trip, respond, validate."""
         await self.refine_task(ctx, trace, draft)
         await self.check_round_trip(ctx, trace, self.instruction_text(draft), draft.chunk)
+        await self.check_novel(ctx, trace, self.instruction_text(draft))
         await self.respond(ctx, trace, draft)
         if problem := await self.validate(ctx, draft):
             detail = ", ".join(f"{k} {v:.3g}" for k, v in draft.scores.items())

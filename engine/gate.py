@@ -87,6 +87,14 @@ class DedupGate:
             vec = (await asyncio.to_thread(self.embedder.encode, [instruction]))[0]
         return self.verdict(instruction, vec)
 
+    async def precheck(self, instruction: str) -> str | None:
+        """check() without committing anything: for the flows, before an answer is paid for.
+        The embedding is remembered by the embedder, so the sink's check reuses it."""
+        if self.exact.seen(instruction):
+            return "exact duplicate"
+        vec = (await asyncio.to_thread(self.embedder.encode, [instruction]))[0]
+        return self.verdict(instruction, vec)[0]
+
     def verdict(self, instruction: str, vec: np.ndarray) -> tuple[str | None, np.ndarray | None,
                                                                  float]:
         """check() for an instruction already embedded (no I/O): also what the job-wide gate of

@@ -186,6 +186,7 @@ async def run_pipeline(
     stats = RunStats()
     if shares.done:
         return stats
+    ctx.novelty = sinks.gate.precheck  # the flows reject known duplicates before answering
     workers = max(2, ctx.teacher.slots * 2)
     work: asyncio.Queue = asyncio.Queue(maxsize=workers)
     results: asyncio.Queue = asyncio.Queue(maxsize=workers * 2)

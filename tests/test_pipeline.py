@@ -322,3 +322,21 @@ def test_the_summary_says_which_rejections_and_which_calls_wasted_tokens(corpus,
     stats = json.loads((out / "stats.json").read_text())
     assert stats["waste_by_reason"] and abs(sum(stats["waste_by_reason"].values())
                                             - stats["waste_share"]) < 1e-3
+
+
+def test_a_known_duplicate_is_rejected_before_its_answer_is_paid_for(tmp_path):
+    """Every item writes the same question: the first is kept; later ones meet the gate's read-
+    only check right after refinement and never reach the respond call."""
+    corpus = write_corpus(tmp_path / "corpus", {"volcanoes.md": TOPICS["volcanoes.md"]})
+    teacher = ScriptedTeacher(rag_replies(lambda p: "Which volcano erupted in 1815 in Indonesia?"),
+                              slots=1)
+    out = tmp_path / "out"
+    asyncio.run(run(config(corpus, out, num=3, max_attempts=10, max_type_share=0),
+                    Progress(quiet=True), opener(teacher)))
+    assert len(lines(out / "data.jsonl")) == 1
+    early = [r for r in lines(out / "rejected.jsonl")
+             if r["detail"] == "found before the answer was asked for"]
+    assert len(early) >= 2
+    for r in early:
+        assert (r["stage"], r["reason"]) == ("dedup", "exact duplicate")
+        assert "respond" not in r["usage"]["by_stage"] and "edit" in r["usage"]["by_stage"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +177,37 @@ def test_no_usable_documents_is_a_clear_error(tmp_path: Path, embedder: Embedder
     with pytest.raises(ValueError, match=r"no usable documents under .*2 files skipped: empty.txt: empty file"):
         CorpusIndex.build_or_load(corpus, tmp_path / "idx", embedder)
     assert not (tmp_path / "idx").exists()
+
+
+def test_the_embedder_answers_recent_texts_from_memory(embedder, monkeypatch):
+    """An item embeds its instruction several times (round trip, retrieval, both dedup checks):
+    only texts not seen recently reach the model, in one batch, and rows keep the input order."""
+    import retrieval.embedder as module
+
+    seen: list[list[str]] = []
+    real = embedder._encode_unlocked
+
+    def counting(texts, batch_size):
+        seen.append(list(texts))
+        return real(texts, batch_size)
+
+    monkeypatch.setattr(embedder, "_encode_unlocked", counting)
+    monkeypatch.setattr(embedder, "_cache", OrderedDict())  # the fixture is shared
+    a, b, c = ("How tall is Mount Etna in Sicily?", "Who built Locomotion No. 1?",
+               "What is a waggle dance for?")
+    first = embedder.encode([a, b, a])
+    assert seen == [[a, b]]  # the repeat inside one call is embedded once
+    again = embedder.encode([b, c, a])
+    assert seen == [[a, b], [c]]
+    np.testing.assert_array_equal(again[0], first[1])
+    np.testing.assert_array_equal(again[2], first[0])
+    np.testing.assert_array_equal(first[0], first[2])
+    fresh = real([c], 8)[0]  # what the model says for c on its own
+    assert float(again[1] @ fresh) > 0.9999
+    again[0][:] = 0  # a caller writing into its rows does not change what is remembered
+    assert float(embedder.encode([b])[0] @ first[1]) > 0.9999
+    # bulk work (a corpus) bypasses the memory, so it cannot evict what items reuse
+    monkeypatch.setattr(module, "CACHE_TEXTS", 2)
+    seen.clear()
+    embedder.encode([a, b, c])
+    assert seen == [[a, b, c]]

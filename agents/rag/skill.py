@@ -70,6 +70,7 @@ class RagSkill(Skill):
             raise Rejected("instruct", problem, raw=question)
         question = await self.refine(ctx, trace, sub, passages, question, item.seed)
         await self.check_round_trip(ctx, trace, question, seed_chunk)
+        await self.check_novel(ctx, trace, question)
 
         documents = await self.retrieve(ctx, question, sources, rng)
         user_turn = self.render("user_turn.j2", documents=documents, question=question)

@@ -81,6 +81,10 @@ class GlobalGate:
         self.pending.setdefault(shard, {})[instruction] = (key, unit)
         return None, similarity
 
+    def peek(self, instruction: str, vec: np.ndarray) -> str | None:
+        """Would the committed records reject this? (no admission; the flows ask early)"""
+        return self.gate.verdict(instruction, vec)[0]
+
     def commit(self, shard: int, instruction: str, vec: np.ndarray) -> None:
         """The record is in the shard's data.jsonl: it joins the index."""
         self.pending.get(shard, {}).pop(instruction, None)
@@ -130,6 +134,10 @@ class GateProxy:
             return reason, None, similarity
         self._open = instruction
         return None, vec, similarity
+
+    async def precheck(self, instruction: str) -> str | None:
+        vec = (await asyncio.to_thread(self.embedder.encode, [instruction]))[0]
+        return await self.actor.peek.remote(instruction, vec)
 
     def commit(self, instruction: str, vec: np.ndarray) -> None:
         self._open = None
