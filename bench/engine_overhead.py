@@ -2,11 +2,17 @@
 validators, exact + near-duplicate gates, sink) with an instant teacher that returns canned
 valid JSON, so only the engine's own work is timed.
 
-    python bench/engine_overhead.py [--num 2000] [--skill mcq] [--profile]
+    python bench/engine_overhead.py [--num 2000] [--skill mcq] [--embedder minilm|hash|both]
+                                    [--profile]
 
 Prints records/s and ms per record, and the ratio of the engine's cost per record to the real
 teacher's (from bench/RESULTS.md's measured ~1 record/min on the 135M teacher, 2 cores). With
 --profile, the top functions by cumulative time (cProfile) — what to optimise first.
+
+`--embedder hash` swaps all-MiniLM for a hashing embedder (bag of word hashes, projected to 384
+dimensions; no model), which separates the engine's own cost per record from the embedding
+model's: every record embeds at least its instruction (dedup), and MiniLM on 2 CPU cores costs
+milliseconds per text, so it alone bounds the records/s. `both` runs the two and prints the ratio.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np  # noqa: E402
+
+import engine.run  # noqa: E402
 from engine.config import RunConfig  # noqa: E402
 from engine.progress import Progress  # noqa: E402
 from engine.run import run  # noqa: E402
@@ -76,21 +85,28 @@ class InstantTeacher:
         pass
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--num", type=int, default=2000)
-    ap.add_argument("--skill", default="mcq")
-    ap.add_argument("--corpus", default=str(Path(__file__).resolve().parents[1] / "examples" / "docs"))
-    ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--sort", default="cumulative", help="cProfile sort key (cumulative, tottime)")
-    args = ap.parse_args()
+class HashEmbedder:
+    """Words hashed into 384 buckets with random signs, L2-normalized: texts sharing words are
+    close, like a bag-of-words model. No model, so the engine's own work is what is timed."""
 
-    teacher = InstantTeacher()
+    dim = 384
+    name = "hash-384"
 
-    @asynccontextmanager
-    async def opener(settings, say):
-        yield teacher
+    def __init__(self, *_args, **_kwargs) -> None:
+        pass
 
+    def encode(self, texts, batch_size: int = 64):
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                h = hash(word)
+                out[row, h % self.dim] += 1.0 if h & 1024 else -1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out /= np.where(norms == 0, 1.0, norms)
+        return out
+
+
+def measure(args, opener) -> tuple[dict, float]:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = RunConfig.model_validate({
             "skill": args.skill, "input": args.corpus, "out": Path(tmp) / "out", "num": args.num,
@@ -106,20 +122,44 @@ def main() -> None:
         summary = asyncio.run(run(cfg, Progress(quiet=True), opener))
         if profiler:
             profiler.disable()
-        elapsed = time.perf_counter() - start
-    accepted = summary["this_run"]["accepted"]
-    per_record_ms = elapsed / max(1, accepted) * 1000
+            pstats.Stats(profiler).sort_stats(args.sort).print_stats(25)
+        return summary, time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--num", type=int, default=2000)
+    ap.add_argument("--skill", default="mcq")
+    ap.add_argument("--corpus", default=str(Path(__file__).resolve().parents[1] / "examples" / "docs"))
+    ap.add_argument("--embedder", choices=["minilm", "hash", "both"], default="both")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--sort", default="cumulative", help="cProfile sort key (cumulative, tottime)")
+    args = ap.parse_args()
+
+    @asynccontextmanager
+    async def opener(settings, say):
+        yield InstantTeacher()
+
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
           f"python {platform.python_version()}")
-    print(f"skill {args.skill}: {accepted} accepted, {summary['this_run']['rejected']} rejected "
-          f"in {elapsed:.1f}s (incl. card + plots)")
-    for reason, n in list(summary["this_run"]["rejected_by_reason"].items())[:3]:
-        print(f"  rejected {n} × {reason}")
-    print(f"engine overhead: {accepted / elapsed:.0f} records/s, {per_record_ms:.2f} ms/record")
-    print(f"ratio vs a real 135M teacher at ~1 accepted record/min: engine cost is "
-          f"{per_record_ms / 60000:.5f}× the teacher's per record")
-    if profiler:
-        pstats.Stats(profiler).sort_stats(args.sort).print_stats(25)
+    rates = {}
+    for kind in (["minilm", "hash"] if args.embedder == "both" else [args.embedder]):
+        if kind == "hash":
+            engine.run.Embedder = HashEmbedder
+        summary, elapsed = measure(args, opener)
+        accepted = summary["this_run"]["accepted"]
+        per_record_ms = elapsed / max(1, accepted) * 1000
+        rates[kind] = accepted / elapsed
+        print(f"[{kind}] skill {args.skill}: {accepted} accepted, "
+              f"{summary['this_run']['rejected']} rejected in {elapsed:.1f}s (incl. card + plots)")
+        for reason, n in list(summary["this_run"]["rejected_by_reason"].items())[:3]:
+            print(f"  rejected {n} × {reason}")
+        print(f"[{kind}] engine overhead: {accepted / elapsed:.0f} records/s, "
+              f"{per_record_ms:.2f} ms/record; vs a real 135M teacher at ~1 accepted record/min "
+              f"the engine costs {per_record_ms / 60000:.5f}× the teacher per record")
+    if len(rates) == 2:
+        print(f"hash / minilm records/s: {rates['hash'] / rates['minilm']:.2f}x "
+              "(the share of the engine's time that is the embedding model)")
 
 
 if __name__ == "__main__":

@@ -1,20 +1,24 @@
 """Aggregate throughput of the managed llama-server by slot count, JSON-schema constrained.
 
-    python bench/teacher_slots.py [--parallel 1,4,8] [--requests 16] [--max-tokens 200]
+    python bench/teacher_slots.py [--parallel 1,2,4,8,16] [--requests 32] [--max-tokens 200]
 
 Starts one server per slot count with the same GGUF and sends the same batch of concurrent
 schema-constrained requests to each, in two workloads: `short` (a one-line prompt: decode-bound)
 and `rag` (a ~1,200-character passage per prompt, as the engine sends: prompt-processing heavy).
-Prints completion tokens per wall second and the ratio to the first slot count. Figures go to
-bench/RESULTS.md with the machine they were measured on.
+Prints completion tokens per wall second, the ratio to the first slot count, and the ratio to
+llama.cpp's own raw decode figure for the same model (`llama-bench`, built from the same source
+by models/server_build.py): how close the served, constrained rate comes to the bare engine.
+Figures go to bench/RESULTS.md with the machine they were measured on.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -72,6 +76,18 @@ async def measure(binary: Path, model: Path, parallel: int, texts: list[str], ma
     return tokens / elapsed, tokens, elapsed, sum(c.prompt_tokens for c in done)
 
 
+def raw_decode(model: Path, gpu_layers: int) -> tuple[float, float]:
+    """(prompt, decode) tok/s from llama-bench: one sequence, no server, no grammar."""
+    bench = ensure_binary("llama-bench", log=lambda m: print(m, file=sys.stderr))
+    out = subprocess.run([str(bench), "-m", str(model), "-p", "256", "-n", "128", "-r", "3",
+                          "-ngl", str(gpu_layers), "-o", "json"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = json.loads(out)
+    prompt = next(r["avg_ts"] for r in rows if r.get("n_prompt") and not r.get("n_gen"))
+    decode = next(r["avg_ts"] for r in rows if r.get("n_gen") and not r.get("n_prompt"))
+    return float(prompt), float(decode)
+
+
 def machine() -> str:
     cpu = platform.processor() or "cpu"
     try:
@@ -84,8 +100,8 @@ def machine() -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--parallel", default="1,4,8")
-    p.add_argument("--requests", type=int, default=16)
+    p.add_argument("--parallel", default="1,2,4,8,16")
+    p.add_argument("--requests", type=int, default=32)
     p.add_argument("--max-tokens", type=int, default=200)
     p.add_argument("--model", type=Path, default=None)
     p.add_argument("--gpu-layers", type=int, default=0)
@@ -94,6 +110,9 @@ def main() -> None:
     binary = ensure_binary("llama-server", log=lambda m: print(m, file=sys.stderr))
     print(f"model {model.name}; {args.requests} concurrent schema-constrained requests, "
           f"max_tokens {args.max_tokens}; {machine()}; gpu_layers {args.gpu_layers}")
+    raw_prompt, raw_decode_rate = raw_decode(model, args.gpu_layers)
+    print(f"llama-bench (same build, one sequence): prompt {raw_prompt:.1f} tok/s, "
+          f"decode {raw_decode_rate:.1f} tok/s")
     for workload, texts in (("short", short_prompts(args.requests)),
                             ("rag", rag_prompts(args.requests))):
         base = None
@@ -103,7 +122,8 @@ def main() -> None:
             base = base or rate
             print(f"{workload:>5} --parallel {parallel:>2}: {rate:6.1f} completion tok/s "
                   f"({tokens} tokens, {prompt_tokens} prompt tokens, {elapsed:.1f}s)  "
-                  f"vs --parallel {args.parallel.split(',')[0]}: {rate / base:.2f}x")
+                  f"vs --parallel {args.parallel.split(',')[0]}: {rate / base:.2f}x, "
+                  f"vs llama-bench decode: {rate / raw_decode_rate:.2f}x")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable
 
 _SHA1_HEX = re.compile(r"[0-9a-f]{40}")
+# ASCII's punctuation (category P*; "$+<=>^`|~" are symbols and stay), for the fast path
+_ASCII_PUNCT = {i: None for i in range(128) if unicodedata.category(chr(i)).startswith("P")}
 
 
 def normalize(text: str) -> str:
@@ -17,6 +20,8 @@ def normalize(text: str) -> str:
     stronger lower() ("ß" == "ss"), punctuation is deleted rather than spaced so
     "don't" == "dont", and any run of whitespace becomes one space.
     """
+    if text.isascii():  # most texts: the same result as below, ~20x faster
+        return " ".join(text.lower().translate(_ASCII_PUNCT).split())
     folded = unicodedata.normalize("NFKC", text).casefold()
     # Category P* is punctuation; Cf covers invisible format marks such as
     # zero-width spaces, which would otherwise split otherwise-equal texts.
@@ -26,6 +31,7 @@ def normalize(text: str) -> str:
     return " ".join(kept.split())
 
 
+@functools.lru_cache(maxsize=4096)  # one instruction is keyed several times on its way in
 def text_key(text: str) -> str:
     """Stable 40-char hex key of the normalized text (what data.jsonl rows store)."""
     digest = hashlib.sha1(normalize(text).encode("utf-8"), usedforsecurity=False)
