@@ -1,19 +1,26 @@
-"""Prompt-prefix reuse: prompt tokens the teacher evaluates per call, per work item and per
-accepted record, for the current tree and for an earlier commit, on the same real RAG run.
+"""Prompt-prefix reuse: prompt tokens the teacher evaluates per item, with the RAG prompts laid
+out as at an earlier commit (`--before`) and as now, against the real managed llama-server.
 
-    python bench/prefix_reuse.py --before f53df2b [--items 24] [--input ../shared/corpus]
+    python bench/prefix_reuse.py --before f53df2b [--chunks 8] [--per-chunk 2] [--parallel 4]
+    python bench/prefix_reuse.py --before f53df2b --engine [--items 24]
 
-Each side runs `python -m engine --skill rag` with the embedded 135M teacher (managed
-llama-server, `cache_prompt` on) for exactly --items work items (`--max-attempts`, with a
---num it cannot reach), the earlier commit from a temporary `git worktree`. The figures come
-from each run's summary.json: prompt tokens minus those the server served from its prompt cache
-(`timings.cache_n`). Token counts do not depend on how busy the machine is, so the two sides may
-run at once (--together); records/min do, and are printed for orientation only.
+Default (chains): each layout gets a fresh server (embedded 135M GGUF, `--parallel` slots,
+`cache_prompt` on) and the same work, scheduled like the engine: `--per-chunk` items per seed
+chunk in a row, 2 × slots items in flight, each item the chain instruct → suggest → edit rendered
+from that layout's RAG templates with fixed questions and suggestions (so both layouts send the
+same content and only its order differs), `max_tokens` 4 (prompt processing is what differs).
+Prints prompt tokens evaluated (not served from the server's prompt cache) per item and per call
+for both layouts, their ratio, and the wall time of each.
+
+--engine: the whole `python -m engine --skill rag` at the earlier commit (a temporary git
+worktree) and now, for exactly --items work items each; the model's replies then differ between
+the layouts (different prompts), so items travel different distances down the chain.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -21,79 +28,150 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import jinja2
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from agents.spec import load_spec  # noqa: E402
+from models import ChatMessage, default_teacher_gguf  # noqa: E402
+from models.llama_server import ManagedServer, ServerSettings  # noqa: E402
+from models.openai_client import OpenAICompatTeacher  # noqa: E402
+from models.server_build import ensure_binary  # noqa: E402
+from retrieval import chunk_document, load_documents  # noqa: E402
+
+TEMPLATES = ("instruct.j2", "suggest.j2", "edit.j2")
 
 
-def run_side(repo: Path, out: Path, args: argparse.Namespace) -> dict:
+def layout(commit: str | None) -> jinja2.Environment:
+    """The RAG prompts (and the shared includes) as they are now, or at `commit`."""
+    names = [f"agents/rag/prompts/{t}" for t in TEMPLATES] + [
+        "agents/common_prompts/_sources.j2"]
+    found = {}
+    for name in names:
+        if commit is None:
+            path = ROOT / name
+            text = path.read_text() if path.exists() else None
+        else:
+            proc = subprocess.run(["git", "show", f"{commit}:{name}"], cwd=ROOT,
+                                  capture_output=True, text=True)
+            text = proc.stdout if proc.returncode == 0 else None
+        if text is not None:
+            found[Path(name).name] = text
+    return jinja2.Environment(loader=jinja2.DictLoader(found), undefined=jinja2.StrictUndefined)
+
+
+def render(env: jinja2.Environment, template: str, **values) -> str:
+    return env.get_template(template).render(**values).strip()
+
+
+async def chains(env: jinja2.Environment, passages: list[str], args) -> dict:
+    spec = load_spec(ROOT / "agents" / "rag")
+    subs = [s for s in spec.taxonomy if s.passages == 1]
+    items = [(passage, subs[(n * args.per_chunk + k) % len(subs)])
+             for n, passage in enumerate(passages) for k in range(args.per_chunk)]
+    binary = ensure_binary("llama-server", log=lambda m: print(m, file=sys.stderr))
+    settings = ServerSettings(model_path=default_teacher_gguf(), binary=binary,
+                              parallel=args.parallel, ctx_per_slot=2048)
+    totals = {"calls": 0, "prompt": 0, "cached": 0}
+    async with ManagedServer(settings) as server:
+        teacher = OpenAICompatTeacher(server.base_url, slots=args.parallel, llama_cpp=True)
+        queue: asyncio.Queue = asyncio.Queue()
+        for item in items:
+            queue.put_nowait(item)
+
+        async def ask(prompt: str) -> None:
+            done = await teacher.chat([ChatMessage(role="user", content=prompt)], max_tokens=4,
+                                      temperature=0.0, seed=1)
+            totals["calls"] += 1
+            totals["prompt"] += done.prompt_tokens
+            totals["cached"] += done.cached_tokens
+
+        async def worker() -> None:
+            while not queue.empty():
+                passage, sub = queue.get_nowait()
+                question = f"What does the {sub.name.replace('_', ' ')} part of this say?"
+                values = {"subcategory": sub, "passages": [passage], "question": question}
+                await ask(render(env, "instruct.j2", **values))
+                await ask(render(env, "suggest.j2", **values, goal=spec.refinement_goals[0]))
+                await ask(render(env, "edit.j2", **values,
+                                 suggestions=["Name the exact program it is about."]))
+
+        try:
+            await ask("warm up")
+            totals.update(calls=0, prompt=0, cached=0)
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(2 * args.parallel)))
+            totals["wall_s"] = time.perf_counter() - started
+        finally:
+            await teacher.aclose()
+    totals["items"] = len(items)
+    return totals
+
+
+def engine_side(repo: Path, out: Path, args) -> dict:
     cmd = [sys.executable, "-m", "engine", "--skill", "rag", "--input", str(args.input),
            "--out", str(out), "--num", "100000", "--max-attempts", str(args.items),
-           "--seed", str(args.seed), "--per-chunk", str(args.per_chunk), "--quiet"]
+           "--per-chunk", str(args.per_chunk), "--timeout", "1800", "--quiet"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(repo)}
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
     if proc.returncode not in (0, 3):  # 3: ran out of attempts before --num, as intended
         raise SystemExit(f"{repo}: engine exited {proc.returncode}: {proc.stderr[-2000:]}")
     run = json.loads((out / "summary.json").read_text())["this_run"]
-    items = run["accepted"] + run["rejected"]
-    evaluated = run["prompt_tokens"] - run["cached_prompt_tokens"]
-    return {
-        "wall_s": round(time.perf_counter() - started, 1),
-        "items": items, "accepted": run["accepted"], "calls": run["teacher_calls"],
-        "prompt_tokens": run["prompt_tokens"], "cached": run["cached_prompt_tokens"],
-        "cached_share": run["cached_prompt_tokens"] / max(1, run["prompt_tokens"]),
-        "evaluated_per_call": evaluated / max(1, run["teacher_calls"]),
-        "evaluated_per_item": evaluated / max(1, items),
-        "evaluated_per_accepted": evaluated / run["accepted"] if run["accepted"] else None,
-        "accepted_per_min": run["accepted_per_min"],
-    }
+    return {"calls": run["teacher_calls"], "prompt": run["prompt_tokens"],
+            "cached": run["cached_prompt_tokens"], "items": run["accepted"] + run["rejected"],
+            "accepted": run["accepted"], "wall_s": time.perf_counter() - started}
+
+
+def engine_mode(args) -> dict:
+    with tempfile.TemporaryDirectory(prefix="prefix-reuse-") as tmp:
+        worktree = Path(tmp) / "before"
+        subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.before],
+                       cwd=ROOT, check=True, capture_output=True)
+        try:
+            return {"before": engine_side(worktree, Path(tmp) / "out-before", args),
+                    "after": engine_side(ROOT, Path(tmp) / "out-after", args)}
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT,
+                           capture_output=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--before", required=True, help="git commit to compare against")
-    ap.add_argument("--items", type=int, default=24, help="work items per side")
-    ap.add_argument("--input", type=Path, default=ROOT.parent / "shared" / "corpus")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--before", required=True, help="git commit with the earlier layout")
+    ap.add_argument("--chunks", type=int, default=8)
     ap.add_argument("--per-chunk", type=int, default=2)
-    ap.add_argument("--together", action="store_true", help="run both sides at once")
+    ap.add_argument("--parallel", type=int, default=4)
+    ap.add_argument("--input", type=Path, default=ROOT.parent / "shared" / "corpus")
+    ap.add_argument("--engine", action="store_true", help="whole engine runs instead of chains")
+    ap.add_argument("--items", type=int, default=24, help="--engine: work items per side")
     args = ap.parse_args()
     args.input = args.input.resolve()
-    with tempfile.TemporaryDirectory(prefix="prefix-reuse-") as tmp:
-        tmp_path = Path(tmp)
-        worktree = tmp_path / "before"
-        subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.before],
-                       cwd=ROOT, check=True, capture_output=True)
-        try:
-            sides = {"before": (worktree, tmp_path / "out-before"),
-                     "after": (ROOT, tmp_path / "out-after")}
-            with ThreadPoolExecutor(max_workers=2 if args.together else 1) as pool:
-                futures = {name: pool.submit(run_side, repo, out, args)
-                           for name, (repo, out) in sides.items()}
-                results = {name: f.result() for name, f in futures.items()}
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT,
-                           capture_output=True)
-    print(f"machine: {os.cpu_count()} cores, {platform.machine()}, {platform.processor() or ''}"
-          f" Python {platform.python_version()}; rag, {args.items} items per side, "
-          f"--per-chunk {args.per_chunk}, before = {args.before}")
-    print(f"{'':8}{'items':>6}{'acc':>5}{'calls':>6}{'prompt tok':>11}{'cached':>8}"
-          f"{'eval/call':>10}{'eval/item':>10}{'eval/acc':>10}{'acc/min':>8}{'wall s':>8}")
+    print(f"machine: {os.cpu_count()} cores {platform.machine()}, Python "
+          f"{platform.python_version()}, load {os.getloadavg()[0]:.1f}; before = {args.before}")
+    if args.engine:
+        results = engine_mode(args)
+    else:
+        docs, _ = load_documents(args.input)
+        passages = [c.text for d in docs for c in chunk_document(d)][: args.chunks]
+        results = {name: asyncio.run(chains(layout(commit), passages, args))
+                   for name, commit in (("before", args.before), ("after", None))}
+        print(f"{args.chunks} chunks × {args.per_chunk} items, 3 calls each, "
+              f"--parallel {args.parallel}, {2 * args.parallel} items in flight")
+    per_item = {}
     for name, r in results.items():
-        per_acc = f"{r['evaluated_per_accepted']:.0f}" if r["evaluated_per_accepted"] else "-"
-        print(f"{name:8}{r['items']:>6}{r['accepted']:>5}{r['calls']:>6}{r['prompt_tokens']:>11}"
-              f"{r['cached_share']:>8.0%}{r['evaluated_per_call']:>10.0f}"
-              f"{r['evaluated_per_item']:>10.0f}{per_acc:>10}{r['accepted_per_min']:>8}"
-              f"{r['wall_s']:>8}")
-    b, a = results["before"], results["after"]
-    print(f"evaluated prompt tokens per call, before/after: "
-          f"{b['evaluated_per_call'] / max(1e-9, a['evaluated_per_call']):.2f}x; per item: "
-          f"{b['evaluated_per_item'] / max(1e-9, a['evaluated_per_item']):.2f}x")
-    if b["evaluated_per_accepted"] and a["evaluated_per_accepted"]:
-        print(f"per accepted record, before/after: "
-              f"{b['evaluated_per_accepted'] / a['evaluated_per_accepted']:.2f}x")
+        evaluated = r["prompt"] - r["cached"]
+        per_item[name] = evaluated / max(1, r["items"])
+        print(f"{name:>6}: {r['items']} items, {r['calls']} calls, {r['prompt']} prompt tokens, "
+              f"{r['cached']} from cache ({r['cached'] / max(1, r['prompt']):.0%}); evaluated "
+              f"{per_item[name]:.0f}/item, {evaluated / max(1, r['calls']):.0f}/call; "
+              f"{r['wall_s']:.1f} s" + (f"; {r['accepted']} accepted" if "accepted" in r else ""))
+    print(f"prompt tokens evaluated per item, before/after: "
+          f"{per_item['before'] / max(1e-9, per_item['after']):.2f}x; wall before/after: "
+          f"{results['before']['wall_s'] / results['after']['wall_s']:.2f}x")
 
 
 if __name__ == "__main__":
