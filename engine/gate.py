@@ -115,7 +115,7 @@ class DedupGate:
         self.exact.add(instruction)
         self.near.add(vec)
         self._unsaved += 1
-        # a save rewrites the whole index (1.5 GB at 1M): save after 5% growth, not every 25;
+        # a save rewrites the whole index (~0.8 GB at 1M): save after 5% growth, not every 25;
         # a resume embeds only the records since the last save (restore)
         if self._unsaved >= max(save_every, (self.near.ntotal - self._unsaved) // 20):
             self.save()

@@ -283,38 +283,174 @@ def planted(rng, n, dim, queries):
     return stored.astype(np.float32), np.vstack([copies, fresh]).astype(np.float32)
 
 
-def test_past_its_flat_limit_the_index_moves_to_hnsw_and_decides_like_the_exact_scan():
-    rng = np.random.default_rng(7)
-    stored, queries = planted(rng, 3000, 64, 400)
-    exact = NearDupIndex(64, 0.9, flat_limit=10**9)
-    graph = NearDupIndex(64, 0.9, flat_limit=1000)
-    exact.add_many(stored[:900])
-    graph.add_many(stored[:900])
-    for vec in stored[900:1200]:  # one at a time across the limit
-        graph.add(vec)
-    graph.add_many(stored[1200:])
-    exact.add_many(stored[900:])
-    assert (exact.kind, graph.kind) == ("flat", "hnsw") and graph.ntotal == 3000
-    assert np.array_equal(graph.vectors(), exact.vectors())  # same positions, same vectors
-    decisions = [(exact.is_duplicate(q)[0], graph.is_duplicate(q)[0]) for q in queries]
-    assert sum(e for e, _ in decisions) >= 150  # the planted copies are duplicates
-    assert sum(e == g for e, g in decisions) / len(decisions) >= 0.99
-
-
-def test_an_hnsw_index_round_trips_and_an_l2_one_is_refused(tmp_path):
-    rng = np.random.default_rng(3)
-    index = NearDupIndex(DIM, 0.9, flat_limit=10)
-    index.add_many(rng.normal(size=(40, DIM)))
-    index.save(tmp_path / "g.faiss")
-    loaded = NearDupIndex.load(tmp_path / "g.faiss", 0.9)
-    assert loaded.kind == "hnsw" and loaded.ntotal == 40
-    assert np.array_equal(loaded.vectors(), index.vectors())
-    assert loaded.nearest(index.vector(17))[1] == 17
-
+def ivf_cell(index: NearDupIndex, position: int) -> int:
+    """The IVF cell holding `position`."""
     import faiss
 
+    lists = index._index.invlists
+    for cell in range(index._index.nlist):
+        ids = faiss.rev_swig_ptr(lists.get_ids(cell), lists.list_size(cell))
+        if position in ids:
+            return cell
+    raise AssertionError(f"position {position} is in no cell")
+
+
+def exact_and_ivf(stored, flat_limit=1000):
+    dim = stored.shape[1]
+    exact = NearDupIndex(dim, 0.9, flat_limit=10**9)
+    ivf = NearDupIndex(dim, 0.9, flat_limit=flat_limit)
+    exact.add_many(stored)
+    ivf.add_many(stored[:flat_limit - 100])
+    for vec in stored[flat_limit - 100:flat_limit + 200]:  # one at a time across the limit
+        ivf.add(vec)
+    ivf.add_many(stored[flat_limit + 200:])
+    return exact, ivf
+
+
+def test_the_index_stays_exact_up_to_its_flat_limit_and_moves_on_the_next_vector():
+    vecs = random_unit(np.random.default_rng(6), 202)
+    index = NearDupIndex(DIM, flat_limit=200)
+    index.add_many(vecs[:199])
+    index.add(vecs[199])
+    assert (index.kind, index.ntotal) == ("flat", 200)
+    assert index.add(vecs[200]) == 200
+    assert (index.kind, index.ntotal) == ("ivf", 201)
+    batch = NearDupIndex(DIM, flat_limit=200)
+    batch.add_many(vecs)  # one batch across the limit
+    assert (batch.kind, batch.ntotal) == ("ivf", 202)
+
+
+def test_past_its_flat_limit_the_index_moves_to_ivf_and_decides_like_the_exact_scan():
+    rng = np.random.default_rng(7)
+    stored, queries = planted(rng, 3000, 64, 400)
+    exact, ivf = exact_and_ivf(stored)
+    assert (exact.kind, ivf.kind) == ("flat", "ivf") and ivf.ntotal == 3000
+    # same positions, same vectors up to float16 rounding
+    assert np.abs(ivf.vectors() - exact.vectors()).max() < 1e-3
+    decisions = [(exact.is_duplicate(q)[0], ivf.is_duplicate(q)[0]) for q in queries]
+    duplicates = sum(e for e, _ in decisions)
+    assert duplicates >= 150  # the planted copies are duplicates
+    assert sum(e and i for e, i in decisions) / duplicates >= 0.99  # recall
+    for q, (e, i) in zip(queries, decisions):  # what it flags is within float16 rounding
+        assert e or not i or exact.nearest(q)[0] >= 0.9 - 2**-11
+    for pos in (0, 999, 1000, 2999):  # positions survive the move
+        sim, found = ivf.nearest(stored[pos])
+        assert found == pos and sim == pytest.approx(1.0, abs=1e-3)
+
+
+def test_the_ivf_re_clusters_into_more_cells_as_it_grows_and_keeps_every_position():
+    rng = np.random.default_rng(8)
+    stored, queries = planted(rng, 1400, 32, 200)
+    index = NearDupIndex(32, 0.9, flat_limit=500)
+    index.add_many(stored[:600])
+    cells_before = index._index.nlist
+    for vec in stored[600:]:  # 16x fewer vectors per cell than it will hold: re-clustered
+        index.add(vec)
+    assert index.kind == "ivf" and index._index.nlist >= 4 * cells_before
+    exact = NearDupIndex(32, 0.9, flat_limit=10**9)
+    exact.add_many(stored)
+    assert np.abs(index.vectors() - exact.vectors()).max() < 1e-3
+    truth = [exact.is_duplicate(q)[0] for q in queries]
+    found = [index.is_duplicate(q)[0] for q in queries]
+    assert sum(truth) >= 80
+    assert sum(t and f for t, f in zip(truth, found)) / sum(truth) >= 0.99
+
+
+def test_an_add_right_after_a_check_files_the_vector_where_a_plain_add_would():
+    # the cell the check found is reused for the add: only for that same vector
+    rng = np.random.default_rng(9)
+    stored, queries = planted(rng, 2000, 32, 20)
+    checked = NearDupIndex(32, 0.9, flat_limit=500)
+    plain = NearDupIndex(32, 0.9, flat_limit=500)
+    checked.add_many(stored)
+    plain.add_many(stored)
+    first, second = queries[10], queries[11]  # two fresh vectors
+    checked.is_duplicate(first)
+    checked.add(first)  # reuses the check's cell
+    checked.is_duplicate(first)
+    checked.add(second)  # a different vector: must not land in first's cell by mistake
+    plain.add(first)
+    plain.add(second)
+    assert ivf_cell(checked, 2000) == ivf_cell(plain, 2000)
+    assert ivf_cell(checked, 2001) == ivf_cell(plain, 2001)
+    assert checked.nearest(second) == plain.nearest(second)
+    assert checked.nearest(second)[1] == 2001
+
+
+def test_past_the_flat_limit_threshold_one_still_catches_exact_copies():
+    rng = np.random.default_rng(10)
+    vecs = random_unit(rng, 300)
+    index = NearDupIndex(DIM, threshold=1.0, flat_limit=100)
+    index.add_many(vecs)
+    assert index.kind == "ivf"
+    assert all(index.is_duplicate(v)[0] for v in vecs)  # despite float16 storage
+    assert not index.is_duplicate(vecs[0] + 0.05 * vecs[1])[0]
+
+
+def test_a_batch_with_one_broken_row_stores_nothing_even_across_the_limit():
+    rng = np.random.default_rng(11)
+    index = NearDupIndex(DIM, flat_limit=100)
+    index.add_many(random_unit(rng, 50))
+    batch = random_unit(rng, 200)
+    batch[150] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        index.add_many(batch)
+    assert (index.kind, index.ntotal) == ("flat", 50)
+
+
+def test_an_ivf_index_round_trips_with_its_decisions_and_length(tmp_path):
+    rng = np.random.default_rng(3)
+    stored, queries = planted(rng, 3000, DIM, 100)
+    index = NearDupIndex(DIM, 0.9, flat_limit=1000)
+    index.add_many(stored)
+    index.save(tmp_path / "g.faiss")
+    assert json.loads((tmp_path / "g.faiss.json").read_text())["version"] == 1
+    loaded = NearDupIndex.load(tmp_path / "g.faiss", 0.9)  # default flat limit: still IVF
+    assert (loaded.kind, loaded.ntotal, len(loaded.vectors())) == ("ivf", 3000, 3000)
+    assert loaded._index.nprobe == index._index.nprobe
+    assert np.array_equal(loaded.vectors(), index.vectors())
+    assert [loaded.nearest(q) for q in queries] == [index.nearest(q) for q in queries]
+    assert sum(loaded.is_duplicate(q)[0] for q in queries) >= 45
+    assert loaded.add(queries[-1]) == 3000 and loaded.nearest(queries[-1])[1] == 3000
+
+
+def write_hnsw_run(path, vecs):
+    """An index as the gate saved it before the IVF: HNSW (M 16) plus a version-1 sidecar."""
+    import faiss
+
+    graph = faiss.IndexHNSWFlat(vecs.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efConstruction = 40
+    graph.add(vecs)
+    faiss.write_index(graph, str(path))
+    (path.parent / (path.name + ".json")).write_text(json.dumps(
+        {"dim": vecs.shape[1], "threshold": 0.9, "ntotal": len(vecs), "version": 1}))
+
+
+@pytest.mark.parametrize("n, kind", [(40, "flat"), (3000, "ivf")])
+def test_an_hnsw_index_from_an_older_run_still_loads(tmp_path, monkeypatch, n, kind):
+    from dedup import near
+
+    monkeypatch.setattr(near, "FLAT_LIMIT", 1000)
+    rng = np.random.default_rng(4)
+    vecs = random_unit(rng, n)
+    write_hnsw_run(tmp_path / "g.faiss", vecs)
+    loaded = NearDupIndex.load(tmp_path / "g.faiss", 0.9)
+    assert (loaded.kind, loaded.ntotal) == (kind, n)  # moved off the graph, in order
+    assert np.abs(loaded.vectors() - vecs).max() < 1e-3
+    for pos in (0, n // 2, n - 1):
+        assert loaded.nearest(vecs[pos])[1] == pos
+    loaded.add(basis(0))
+    loaded.save(tmp_path / "g.faiss")  # the next save writes the new kind
+    assert NearDupIndex.load(tmp_path / "g.faiss", 0.9).kind == kind
+
+
+def test_an_l2_index_is_refused(tmp_path):
+    import faiss
+
+    vecs = random_unit(np.random.default_rng(5), 40)
+    write_hnsw_run(tmp_path / "g.faiss", vecs)
     l2 = faiss.IndexHNSWFlat(DIM, 8)
-    l2.add(index.vectors())
+    l2.add(vecs)
     faiss.write_index(l2, str(tmp_path / "g.faiss"))
     with pytest.raises(CorruptIndexError, match="inner-product"):
         NearDupIndex.load(tmp_path / "g.faiss", 0.9)
