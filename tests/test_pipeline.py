@@ -340,3 +340,39 @@ def test_a_known_duplicate_is_rejected_before_its_answer_is_paid_for(tmp_path):
     for r in early:
         assert (r["stage"], r["reason"]) == ("dedup", "exact duplicate")
         assert "respond" not in r["usage"]["by_stage"] and "edit" in r["usage"]["by_stage"]
+
+
+def test_a_transformation_cut_off_by_max_tokens_is_used_up_to_its_last_whole_line(corpus,
+                                                                                  tmp_path):
+    """The key-facts agent runs past max_tokens: the facts written before the cut feed the
+    items (no retry is paid for), and an unfinished last line never reaches a prompt."""
+    from models import Completion
+
+    base = rag_replies(unique_questions())
+
+    class Truncating(ScriptedTeacher):
+        async def chat(self, messages, *, schema=None, max_tokens=256, temperature=0.7,
+                       seed=None):
+            done = await super().chat(messages, schema=schema, max_tokens=max_tokens,
+                                      temperature=temperature, seed=seed)
+            if set((schema or {}).get("properties", {})) == {"text"}:
+                text = ('{"text": "- Mount Tambora erupted in 1815 in Indonesia.\\n- The ash '
+                        'caused the year without a summer.\\n- UNFINISHED LINE')
+                return done.model_copy(update={"text": text, "finish_reason": "length"})
+            return done
+
+    teacher = Truncating(base)
+    out = tmp_path / "out"
+    asyncio.run(run(config(corpus, out, num=3, max_attempts=40,
+                           flow={"refine_rounds": 0, "round_trip_k": 0}),
+                    Progress(quiet=True), opener(teacher)))
+    transformed = [p for p in teacher.prompts
+                   if "Mount Tambora erupted in 1815" in p[-1].content
+                   and "\nWrite ONE" in p[-1].content]
+    assert transformed  # items were written from the salvaged notes
+    assert not any("UNFINISHED" in m.content for p in teacher.prompts for m in p)
+    rejected = lines(out / "rejected.jsonl")
+    assert not [r for r in rejected if r["stage"] == "transform"]
+    # one call per transformation, no retries: the salvage took the place of a second call
+    calls = [p for p in teacher.prompts if "List the key facts" in p[-1].content]
+    assert len(calls) == len({p[-1].content for p in calls})
