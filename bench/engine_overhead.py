@@ -105,6 +105,9 @@ class HashEmbedder:
         out /= np.where(norms == 0, 1.0, norms)
         return out
 
+    async def aencode(self, texts):
+        return self.encode(texts)
+
 
 def measure(args, opener) -> tuple[dict, float]:
     with tempfile.TemporaryDirectory() as tmp:

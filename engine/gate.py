@@ -38,7 +38,7 @@ class DedupGate:
         self._prepared = {}  # one batch at a time: nothing left over from the last one
         todo = list(dict.fromkeys(t for t in instructions if not self.exact.seen(t)))
         if todo:
-            vecs = await asyncio.to_thread(self.embedder.encode, todo)
+            vecs = await self.embedder.aencode(todo)
             self._prepared = dict(zip(todo, vecs))
 
     async def restore(self, instructions: list[str]) -> None:
@@ -84,7 +84,7 @@ class DedupGate:
             return "exact duplicate", None, 1.0
         vec = self._prepared.get(instruction)
         if vec is None:
-            vec = (await asyncio.to_thread(self.embedder.encode, [instruction]))[0]
+            vec = (await self.embedder.aencode([instruction]))[0]
         return self.verdict(instruction, vec)
 
     async def precheck(self, instruction: str) -> str | None:
@@ -92,7 +92,7 @@ class DedupGate:
         The embedding is remembered by the embedder, so the sink's check reuses it."""
         if self.exact.seen(instruction):
             return "exact duplicate"
-        vec = (await asyncio.to_thread(self.embedder.encode, [instruction]))[0]
+        vec = (await self.embedder.aencode([instruction]))[0]
         return self.verdict(instruction, vec)[0]
 
     def verdict(self, instruction: str, vec: np.ndarray) -> tuple[str | None, np.ndarray | None,

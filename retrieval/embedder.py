@@ -6,6 +6,7 @@ sentence_transformers (and torch behind it) is imported inside Embedder.__init__
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import threading
@@ -76,6 +77,8 @@ class Embedder:
         self.dim: int = int(dim)
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._waiting: list[tuple[list[str], asyncio.Future]] = []
+        self._drainer: asyncio.Task | None = None
 
     @staticmethod
     def _is_default(path: Path) -> bool:
@@ -103,6 +106,37 @@ class Embedder:
             while len(self._cache) > CACHE_TEXTS:
                 self._cache.popitem(last=False)
             return np.stack(rows)
+
+    async def aencode(self, texts: list[str]) -> np.ndarray:
+        """encode() off the event loop. Calls made while one is running wait and then share
+        one forward pass: items embed a text or two at a time, and MiniLM on a CPU costs per
+        call far more than per text (one by one was the engine's largest cost per record in
+        bench/engine_overhead.py)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        # a run's loop ends and the next begins (tests, resumes): drop what the old one left
+        self._waiting = [(t, f) for t, f in self._waiting
+                         if f.get_loop() is loop and not f.done()]
+        self._waiting.append((list(texts), future))
+        if self._drainer is None or self._drainer.done() or self._drainer.get_loop() is not loop:
+            self._drainer = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                vectors = await asyncio.to_thread(self.encode, [t for ts, _ in batch for t in ts])
+            except Exception as exc:  # each waiting caller hears it, the drainer goes on
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            start = 0
+            for texts, future in batch:
+                if not future.done():  # its caller may have been cancelled meanwhile
+                    future.set_result(vectors[start:start + len(texts)])
+                start += len(texts)
 
     def _encode_unlocked(self, texts: list[str], batch_size: int) -> np.ndarray:
         vectors = self._model.encode(

@@ -169,8 +169,9 @@ class CorpusIndex:
             raise ValueError(f"searching the index: k must be >= 1, got {k}")
         if not queries:
             return []
-        k = min(k, len(self.chunks))
-        vectors = self.embedder.encode(list(queries))
+        return self._hits(self.embedder.encode(list(queries)), min(k, len(self.chunks)))
+
+    def _hits(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
         scores, rows = self.faiss_index.search(vectors, k)
         results: list[list[Hit]] = []
         for row_scores, row_ids in zip(scores, rows, strict=True):
@@ -184,8 +185,12 @@ class CorpusIndex:
         return results
 
     async def asearch(self, query: str, k: int = 5) -> list[Hit]:
-        # Embedding is CPU-bound torch work; keep it off the event loop.
-        return await asyncio.to_thread(self.search, query, k)
+        # Embedding is CPU-bound torch work: off the event loop, batched with other callers'
+        # (Embedder.aencode); the scan too, as a large corpus takes milliseconds.
+        if k < 1:
+            raise ValueError(f"searching the index: k must be >= 1, got {k}")
+        vectors = await self.embedder.aencode([query])
+        return (await asyncio.to_thread(self._hits, vectors, min(k, len(self.chunks))))[0]
 
 
 # ---- helpers -------------------------------------------------------------------------------

@@ -26,6 +26,9 @@ class Counting:
         self.texts += list(texts)
         return self.inner.encode(texts)
 
+    async def aencode(self, texts):
+        return self.encode(texts)
+
 
 def gate(embedder, path):
     return DedupGate(Counting(embedder), 0.9, path)

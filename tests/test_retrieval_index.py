@@ -211,3 +211,39 @@ def test_the_embedder_answers_recent_texts_from_memory(embedder, monkeypatch):
     seen.clear()
     embedder.encode([a, b, c])
     assert seen == [[a, b, c]]
+
+
+def test_embeddings_asked_for_together_share_one_forward_pass(embedder, monkeypatch):
+    """aencode: calls made while one is running wait and then go to the model as one batch;
+    each caller gets its own rows, a cancelled caller costs the others nothing."""
+    calls: list[list[str]] = []
+    real = embedder._encode_unlocked
+
+    def counting(texts, batch_size):
+        calls.append(list(texts))
+        return real(texts, batch_size)
+
+    monkeypatch.setattr(embedder, "_encode_unlocked", counting)
+    monkeypatch.setattr(embedder, "_cache", OrderedDict())
+    texts = [f"How many bridges cross the river number {n}?" for n in range(9)]
+
+    async def main():
+        first = asyncio.ensure_future(embedder.aencode(texts[:1]))
+        await asyncio.sleep(0)  # the first call is running; the next eight arrive meanwhile
+        doomed = asyncio.ensure_future(embedder.aencode(["a question nobody waits for"]))
+        rest = [asyncio.ensure_future(embedder.aencode([t, t])) for t in texts[1:]]
+        await asyncio.sleep(0)
+        doomed.cancel()
+        return await first, await asyncio.gather(*rest)
+
+    first, rest = asyncio.run(main())
+    assert calls[0] == texts[:1] and len(calls) == 2  # one pass for the first, one for the rest
+    assert calls[1] == ["a question nobody waits for"] + texts[1:]  # each text once
+    solo = real(texts, 16)
+    assert first.shape == (1, embedder.dim) and float(first[0] @ solo[0]) > 0.9999
+    for n, rows in enumerate(rest, 1):
+        assert rows.shape == (2, embedder.dim)
+        assert float(rows[0] @ solo[n]) > 0.9999 and float(rows[1] @ solo[n]) > 0.9999
+    # a later event loop (the next run in the same process) is served as well
+    again = asyncio.run(embedder.aencode([texts[0]]))
+    assert float(again[0] @ solo[0]) > 0.9999

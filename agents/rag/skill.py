@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import random
 from typing import Annotated, Literal
@@ -135,8 +134,7 @@ class RagSkill(Skill):
 
 
 async def _cosines(ctx: FlowContext, answer: str, documents: list[Chunk]) -> list[float]:
-    vectors = await asyncio.to_thread(ctx.index.embedder.encode,
-                                      [answer, *(d.text for d in documents)])
+    vectors = await ctx.index.embedder.aencode([answer, *(d.text for d in documents)])
     return [float(c) for c in vectors[1:] @ vectors[0]]
 
 

@@ -11,7 +11,6 @@ only compares vectors.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -121,13 +120,13 @@ class GateProxy:
         self._prepared = {}
         todo = list(dict.fromkeys(instructions))
         if todo:
-            vecs = await asyncio.to_thread(self.embedder.encode, todo)
+            vecs = await self.embedder.aencode(todo)
             self._prepared = dict(zip(todo, vecs))
 
     async def check(self, instruction: str) -> tuple[str | None, np.ndarray | None, float]:
         vec = self._prepared.get(instruction)
         if vec is None:
-            vec = (await asyncio.to_thread(self.embedder.encode, [instruction]))[0]
+            vec = (await self.embedder.aencode([instruction]))[0]
         release, self._open = self._open, None
         reason, similarity = await self.actor.admit.remote(self.shard, instruction, vec, release)
         if reason is not None:
@@ -136,7 +135,7 @@ class GateProxy:
         return None, vec, similarity
 
     async def precheck(self, instruction: str) -> str | None:
-        vec = (await asyncio.to_thread(self.embedder.encode, [instruction]))[0]
+        vec = (await self.embedder.aencode([instruction]))[0]
         return await self.actor.peek.remote(instruction, vec)
 
     def commit(self, instruction: str, vec: np.ndarray) -> None:
