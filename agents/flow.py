@@ -51,8 +51,8 @@ class FlowContext:
     teacher: Teacher
     index: CorpusIndex
     settings: FlowSettings
-    # the engine's dedup gate, read only: why an instruction cannot be kept, or None
-    novelty: Callable[[str], Awaitable[str | None]] | None = None
+    # the engine's dedup gate, read only: (stage, reason) an instruction would be rejected with
+    novelty: Callable[[str], Awaitable[tuple[str, str] | None]] | None = None
     _transforms: dict[tuple, tuple[asyncio.Future, Trace]] = field(default_factory=dict)
 
     async def aclose(self) -> None:
@@ -275,8 +275,8 @@ class Skill:
         reject it before its answer is paid for (the sink still decides, atomically)."""
         if ctx.novelty is None:
             return
-        if reason := await ctx.novelty(instruction):
-            stage = "diversity" if reason.startswith("dense region") else "dedup"
+        if found := await ctx.novelty(instruction):
+            stage, reason = found
             raise Rejected(stage, reason, "found before the answer was asked for",
                            raw=instruction)
 

@@ -40,7 +40,7 @@ class Usage(BaseModel):
         """Prompt tokens the teacher computed; the rest came from its prompt cache."""
         return self.prompt_tokens - self.cached_tokens
 
-    def add(self, completion: Completion, stage: str = "other") -> None:
+    def add(self, completion: Completion, stage: str) -> None:
         self.calls += 1
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens

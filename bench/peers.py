@@ -62,6 +62,7 @@ from models.llama_server import ManagedServer, ServerSettings  # noqa: E402
 from models.openai_client import OpenAICompatTeacher  # noqa: E402
 from models.server_build import LLAMA_CPP_PYTHON_VERSION, cache_root, ensure_binary  # noqa: E402
 from retrieval import Chunk, Embedder, chunk_document, load_documents  # noqa: E402
+from bench.teacher_slots import machine  # noqa: E402
 
 DISTILABEL_VERSION = "1.5.3"
 TEMPERATURE = 0.7
@@ -467,16 +468,6 @@ def full_rag(args, model: Path, chunks: list[Chunk], work: Path) -> dict:
 
 # -- report -----------------------------------------------------------------------------------
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{os.cpu_count()} cores, {cpu}, load {os.getloadavg()[0]:.2f}"
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--input", type=Path, default=ROOT.parent / "shared" / "corpus")
@@ -513,7 +504,8 @@ def main() -> None:
 def measure(args) -> None:
     model = args.model or default_teacher_gguf()
     chunks = first_chunks(args.input, args.chunks)
-    print(f"machine: {machine()}; python {platform.python_version()}")
+    print(f"machine: {machine()}, load {os.getloadavg()[0]:.2f}; "
+          f"python {platform.python_version()}")
     print(f"model {model.name} ({model.stat().st_size / 2**20:.0f} MiB); {len(chunks)} chunks "
           f"of {min(len(c.text) for c in chunks)}-{max(len(c.text) for c in chunks)} characters "
           f"from {args.input}; max_tokens {args.max_tokens}, temperature {TEMPERATURE}, "

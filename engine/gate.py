@@ -18,6 +18,11 @@ from retrieval import Embedder
 log = logging.getLogger(__name__)
 
 
+def rejection_stage(reason: str) -> str:
+    """The stage a gate rejection is filed under: a crowded region is a diversity matter."""
+    return "diversity" if reason.startswith("dense region") else "dedup"
+
+
 class DedupGate:
     def __init__(self, embedder: Embedder, threshold: float, state_path: Path,
                  density_radius: float = 0.0, density_max: int = 0) -> None:
@@ -87,13 +92,12 @@ class DedupGate:
             vec = (await self.embedder.aencode([instruction]))[0]
         return self.verdict(instruction, vec)
 
-    async def precheck(self, instruction: str) -> str | None:
-        """check() without committing anything: for the flows, before an answer is paid for.
-        The embedding is remembered by the embedder, so the sink's check reuses it."""
-        if self.exact.seen(instruction):
-            return "exact duplicate"
-        vec = (await self.embedder.aencode([instruction]))[0]
-        return self.verdict(instruction, vec)[0]
+    async def precheck(self, instruction: str) -> tuple[str, str] | None:
+        """(stage, reason) the sink's check would reject with now, or None; nothing is
+        committed. For the flows, before an answer is paid for (the embedder remembers the
+        embedding, so the sink's check reuses it)."""
+        reason = (await self.check(instruction))[0]
+        return None if reason is None else (rejection_stage(reason), reason)
 
     def verdict(self, instruction: str, vec: np.ndarray) -> tuple[str | None, np.ndarray | None,
                                                                  float]:

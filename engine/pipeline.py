@@ -20,7 +20,7 @@ from agents.items import RECORD_SCHEMA_VERSION, Candidate, Rejected, Rejection, 
 from agents.items import WorkItem
 from dedup.decontam import Decontaminator
 from engine.formats import Format, FormatError, render
-from engine.gate import DedupGate
+from engine.gate import DedupGate, rejection_stage
 from engine.sink import JsonlWriter
 from models import TeacherError, TeacherUnavailable
 
@@ -302,10 +302,11 @@ async def _sink(result: Candidate | Rejection, sinks: Sinks, stats: RunStats) ->
     sinks.rejected.write(result.model_dump(mode="json"))
     sinks.done_ids.add(result.id)
     stats.rejected += 1
-    stats.reasons[f"{result.stage}: {result.reason}"] += 1
+    why = f"{result.stage}: {result.reason}"
+    stats.reasons[why] += 1
     stats.usage.merge(result.usage)
     stats.wasted_completion_tokens += result.usage.completion_tokens
-    stats.waste_by_reason[f"{result.stage}: {result.reason}"] += result.usage.completion_tokens
+    stats.waste_by_reason[why] += result.usage.completion_tokens
     stats.waste_by_call.update(result.usage.by_stage)
 
 
@@ -314,8 +315,7 @@ async def _accept(candidate: Candidate, sinks: Sinks, stats: RunStats) -> Reject
     item = candidate.item
     reason, vec, similarity = await sinks.gate.check(candidate.instruction)
     if reason is not None:
-        stage = "diversity" if reason.startswith("dense region") else "dedup"
-        return rejection(item, stage, reason, f"cosine {similarity:.3f}",
+        return rejection(item, rejection_stage(reason), reason, f"cosine {similarity:.3f}",
                          candidate.instruction, candidate.usage)
     if sinks.decontam is not None:
         prompt = "\n".join(m.content for m in candidate.messages if m.role == "user")

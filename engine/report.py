@@ -80,13 +80,13 @@ def dataset_stats(records: list[dict], rejections: list[dict], vectors: np.ndarr
     for usage in [r.get("metadata", {}).get("tokens") for r in records] + [
             r.get("usage") for r in rejections]:
         tokens.update({k: v for k, v in (usage or {}).items() if isinstance(v, int)})
-    wasted = sum((r.get("usage") or {}).get("completion_tokens", 0) for r in rejections)
     by_reason: Counter = Counter()
     by_call: Counter = Counter()
     for rej in rejections:
         usage = rej.get("usage") or {}
         by_reason[f"{rej['stage']}: {rej['reason']}"] += usage.get("completion_tokens", 0)
         by_call.update(usage.get("by_stage") or {})
+    wasted = sum(by_reason.values())
     total = max(1, tokens.get("completion_tokens", 0))
     return {
         "records": len(records),

@@ -165,11 +165,15 @@ class CorpusIndex:
 
     def search_many(self, queries: list[str], k: int = 5) -> list[list[Hit]]:
         """Top-k chunks per query, best first; one batched embedding call for all queries."""
-        if k < 1:
-            raise ValueError(f"searching the index: k must be >= 1, got {k}")
+        k = self._depth(k)
         if not queries:
             return []
-        return self._hits(self.embedder.encode(list(queries)), min(k, len(self.chunks)))
+        return self._hits(self.embedder.encode(list(queries)), k)
+
+    def _depth(self, k: int) -> int:
+        if k < 1:
+            raise ValueError(f"searching the index: k must be >= 1, got {k}")
+        return min(k, len(self.chunks))
 
     def _hits(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
         scores, rows = self.faiss_index.search(vectors, k)
@@ -187,10 +191,9 @@ class CorpusIndex:
     async def asearch(self, query: str, k: int = 5) -> list[Hit]:
         # Embedding is CPU-bound torch work: off the event loop, batched with other callers'
         # (Embedder.aencode); the scan too, as a large corpus takes milliseconds.
-        if k < 1:
-            raise ValueError(f"searching the index: k must be >= 1, got {k}")
+        k = self._depth(k)
         vectors = await self.embedder.aencode([query])
-        return (await asyncio.to_thread(self._hits, vectors, min(k, len(self.chunks))))[0]
+        return (await asyncio.to_thread(self._hits, vectors, k))[0]
 
 
 # ---- helpers -------------------------------------------------------------------------------

@@ -179,20 +179,27 @@ def test_no_usable_documents_is_a_clear_error(tmp_path: Path, embedder: Embedder
     assert not (tmp_path / "idx").exists()
 
 
+def model_calls(embedder, monkeypatch):
+    """The texts each call hands the model (the shared fixture's memory emptied first), and
+    the model's own encode."""
+    calls: list[list[str]] = []
+    real = embedder._encode_unlocked
+
+    def counting(texts, batch_size):
+        calls.append(list(texts))
+        return real(texts, batch_size)
+
+    monkeypatch.setattr(embedder, "_encode_unlocked", counting)
+    monkeypatch.setattr(embedder, "_cache", OrderedDict())
+    return calls, real
+
+
 def test_the_embedder_answers_recent_texts_from_memory(embedder, monkeypatch):
     """An item embeds its instruction several times (round trip, retrieval, both dedup checks):
     only texts not seen recently reach the model, in one batch, and rows keep the input order."""
     import retrieval.embedder as module
 
-    seen: list[list[str]] = []
-    real = embedder._encode_unlocked
-
-    def counting(texts, batch_size):
-        seen.append(list(texts))
-        return real(texts, batch_size)
-
-    monkeypatch.setattr(embedder, "_encode_unlocked", counting)
-    monkeypatch.setattr(embedder, "_cache", OrderedDict())  # the fixture is shared
+    seen, real = model_calls(embedder, monkeypatch)
     a, b, c = ("How tall is Mount Etna in Sicily?", "Who built Locomotion No. 1?",
                "What is a waggle dance for?")
     first = embedder.encode([a, b, a])
@@ -216,15 +223,7 @@ def test_the_embedder_answers_recent_texts_from_memory(embedder, monkeypatch):
 def test_embeddings_asked_for_together_share_one_forward_pass(embedder, monkeypatch):
     """aencode: calls made while one is running wait and then go to the model as one batch;
     each caller gets its own rows, a cancelled caller costs the others nothing."""
-    calls: list[list[str]] = []
-    real = embedder._encode_unlocked
-
-    def counting(texts, batch_size):
-        calls.append(list(texts))
-        return real(texts, batch_size)
-
-    monkeypatch.setattr(embedder, "_encode_unlocked", counting)
-    monkeypatch.setattr(embedder, "_cache", OrderedDict())
+    calls, real = model_calls(embedder, monkeypatch)
     texts = [f"How many bridges cross the river number {n}?" for n in range(9)]
 
     async def main():

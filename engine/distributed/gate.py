@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from dedup import NearDupIndex, text_key
-from engine.gate import DedupGate
+from engine.gate import DedupGate, rejection_stage
 
 
 class _VectorsOnly:
@@ -134,9 +134,10 @@ class GateProxy:
         self._open = instruction
         return None, vec, similarity
 
-    async def precheck(self, instruction: str) -> str | None:
+    async def precheck(self, instruction: str) -> tuple[str, str] | None:
         vec = (await self.embedder.aencode([instruction]))[0]
-        return await self.actor.peek.remote(instruction, vec)
+        reason = await self.actor.peek.remote(instruction, vec)
+        return None if reason is None else (rejection_stage(reason), reason)
 
     def commit(self, instruction: str, vec: np.ndarray) -> None:
         self._open = None
