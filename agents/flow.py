@@ -7,6 +7,7 @@ A skill subclasses `Skill`, keeps its taxonomy and prompts in its folder, and im
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import random
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import jinja2
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from agents.items import Candidate, Rejected, Usage, WorkItem
 from agents.spec import SkillSpec, Subcategory, load_spec
@@ -76,6 +77,18 @@ class Question(BaseModel):
     # No regex `pattern` here: llama-server's output parser rejects many pattern-constrained
     # replies with HTTP 500 (llama-cpp-python 0.3.36), so the shape is enforced by first_question.
     question: str = Field(min_length=12, max_length=300)
+
+
+@functools.lru_cache(maxsize=1024)
+def anchored_question(anchor: str) -> type[BaseModel]:
+    """A Question whose reply opens by naming its subject: under constrained decoding the
+    teacher writes `{"about": "<anchor>", "question": ...` and so asks about the anchor. Typed as
+    a plain optional string, so a backend that ignores schemas is not rejected for rewording or
+    leaving it out (the schema still requires it)."""
+    return create_model("AnchoredQuestion",
+                        __config__=ConfigDict(json_schema_extra={"required": ["about", "question"]}),
+                        about=(str, Field("", json_schema_extra={"const": anchor})),
+                        question=(str, Field(min_length=12, max_length=300)))
 
 
 def first_question(text: str) -> str:
@@ -246,11 +259,14 @@ class Skill:
         return result.text
 
     async def instruct(self, ctx: FlowContext, trace: Trace, sub: Subcategory,
-                       passages: list[str], seed: int) -> str:
-        prompt = self.render("instruct.j2", subcategory=sub, passages=passages)
-        question = first_question((await self.ask(ctx, trace, "instruct", prompt, Question,
+                       passages: list[str], seed: int, anchor: str | None = None) -> str:
+        """The seed instruction; with an `anchor` (a term of the passage) it is asked about it."""
+        prompt = self.render("instruct.j2", subcategory=sub, passages=passages, anchor=anchor)
+        output = anchored_question(anchor) if anchor else Question
+        question = first_question((await self.ask(ctx, trace, "instruct", prompt, output,
                                                   seed)).question)
-        trace.steps.append({"step": "instruct", "question": question})
+        trace.steps.append({"step": "instruct", "question": question,
+                            **({"anchor": anchor} if anchor else {})})
         return question
 
     async def check_round_trip(self, ctx: FlowContext, trace: Trace, instruction: str,

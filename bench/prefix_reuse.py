@@ -2,7 +2,6 @@
 out as at an earlier commit (`--before`) and as now, against the real managed llama-server.
 
     python bench/prefix_reuse.py --before f53df2b [--chunks 8] [--per-chunk 2] [--parallel 4]
-    python bench/prefix_reuse.py --before f53df2b --engine [--items 24]
 
 Default (chains): each layout gets a fresh server (embedded 135M GGUF, `--parallel` slots,
 `cache_prompt` on) and the same work, scheduled like the engine: `--per-chunk` items per seed
@@ -12,21 +11,18 @@ same content and only its order differs), `max_tokens` 4 (prompt processing is w
 Prints prompt tokens evaluated (not served from the server's prompt cache) per item and per call
 for both layouts, their ratio, and the wall time of each.
 
---engine: the whole `python -m engine --skill rag` at the earlier commit (a temporary git
-worktree) and now, for exactly --items work items each; the model's replies then differ between
-the layouts (different prompts), so items travel different distances down the chain.
+The whole engine at an earlier commit and now (acceptance, waste, prompt tokens per item with
+the model's own replies): bench/before_after.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -93,7 +89,8 @@ async def chains(env: jinja2.Environment, passages: list[str], args) -> dict:
             while not queue.empty():
                 passage, sub = queue.get_nowait()
                 question = f"What does the {sub.name.replace('_', ' ')} part of this say?"
-                values = {"subcategory": sub, "passages": [passage], "question": question}
+                values = {"subcategory": sub, "passages": [passage], "question": question,
+                          "anchor": None}
                 await ask(render(env, "instruct.j2", **values))
                 await ask(render(env, "suggest.j2", **values, goal=spec.refinement_goals[0]))
                 await ask(render(env, "edit.j2", **values,
@@ -111,34 +108,6 @@ async def chains(env: jinja2.Environment, passages: list[str], args) -> dict:
     return totals
 
 
-def engine_side(repo: Path, out: Path, args) -> dict:
-    cmd = [sys.executable, "-m", "engine", "--skill", "rag", "--input", str(args.input),
-           "--out", str(out), "--num", "100000", "--max-attempts", str(args.items),
-           "--per-chunk", str(args.per_chunk), "--timeout", "1800", "--quiet"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(repo)}
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
-    if proc.returncode not in (0, 3):  # 3: ran out of attempts before --num, as intended
-        raise SystemExit(f"{repo}: engine exited {proc.returncode}: {proc.stderr[-2000:]}")
-    run = json.loads((out / "summary.json").read_text())["this_run"]
-    return {"calls": run["teacher_calls"], "prompt": run["prompt_tokens"],
-            "cached": run["cached_prompt_tokens"], "items": run["accepted"] + run["rejected"],
-            "accepted": run["accepted"], "wall_s": time.perf_counter() - started}
-
-
-def engine_mode(args) -> dict:
-    with tempfile.TemporaryDirectory(prefix="prefix-reuse-") as tmp:
-        worktree = Path(tmp) / "before"
-        subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.before],
-                       cwd=ROOT, check=True, capture_output=True)
-        try:
-            return {"before": engine_side(worktree, Path(tmp) / "out-before", args),
-                    "after": engine_side(ROOT, Path(tmp) / "out-after", args)}
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT,
-                           capture_output=True)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--before", required=True, help="git commit with the earlier layout")
@@ -146,21 +115,16 @@ def main() -> None:
     ap.add_argument("--per-chunk", type=int, default=2)
     ap.add_argument("--parallel", type=int, default=4)
     ap.add_argument("--input", type=Path, default=ROOT.parent / "shared" / "corpus")
-    ap.add_argument("--engine", action="store_true", help="whole engine runs instead of chains")
-    ap.add_argument("--items", type=int, default=24, help="--engine: work items per side")
     args = ap.parse_args()
     args.input = args.input.resolve()
     print(f"machine: {os.cpu_count()} cores {platform.machine()}, Python "
           f"{platform.python_version()}, load {os.getloadavg()[0]:.1f}; before = {args.before}")
-    if args.engine:
-        results = engine_mode(args)
-    else:
-        docs, _ = load_documents(args.input)
-        passages = [c.text for d in docs for c in chunk_document(d)][: args.chunks]
-        results = {name: asyncio.run(chains(layout(commit), passages, args))
-                   for name, commit in (("before", args.before), ("after", None))}
-        print(f"{args.chunks} chunks × {args.per_chunk} items, 3 calls each, "
-              f"--parallel {args.parallel}, {2 * args.parallel} items in flight")
+    docs, _ = load_documents(args.input)
+    passages = [c.text for d in docs for c in chunk_document(d)][: args.chunks]
+    results = {name: asyncio.run(chains(layout(commit), passages, args))
+               for name, commit in (("before", args.before), ("after", None))}
+    print(f"{args.chunks} chunks × {args.per_chunk} items, 3 calls each, "
+          f"--parallel {args.parallel}, {2 * args.parallel} items in flight")
     per_item = {}
     for name, r in results.items():
         evaluated = r["prompt"] - r["cached"]
@@ -168,7 +132,7 @@ def main() -> None:
         print(f"{name:>6}: {r['items']} items, {r['calls']} calls, {r['prompt']} prompt tokens, "
               f"{r['cached']} from cache ({r['cached'] / max(1, r['prompt']):.0%}); evaluated "
               f"{per_item[name]:.0f}/item, {evaluated / max(1, r['calls']):.0f}/call; "
-              f"{r['wall_s']:.1f} s" + (f"; {r['accepted']} accepted" if "accepted" in r else ""))
+              f"{r['wall_s']:.1f} s")
     print(f"prompt tokens evaluated per item, before/after: "
           f"{per_item['before'] / max(1e-9, per_item['after']):.2f}x; wall before/after: "
           f"{results['before']['wall_s'] / results['after']['wall_s']:.2f}x")

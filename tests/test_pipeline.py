@@ -288,7 +288,7 @@ def test_the_summary_says_which_rejections_and_which_calls_wasted_tokens(corpus,
 
     def reply(messages, schema):
         props = (schema or {}).get("properties", {})
-        if set(props) == {"question"} and "\nWrite ONE" in messages[-1].content \
+        if "question" in props and "\nWrite ONE" in messages[-1].content \
                 and next(n) % 2:
             return json.dumps({"question": "What does the passage say about the first topic?"})
         return base(messages, schema)

@@ -32,16 +32,87 @@ def test_every_template_the_spec_names_renders():
             assert "Seed passage body" in skill.render(t.template, passage="Seed passage body")
 
 
-def test_instruct_prompt_carries_type_description_and_passages():
+def test_instruct_prompt_carries_type_description_passages_and_anchor():
     skill = load_skill("rag")
     multi = skill.spec.subcategory("multi_hop")
-    prompt = skill.render("instruct.j2", subcategory=multi, passages=["ALPHA text", "BETA text"])
+    prompt = skill.render("instruct.j2", subcategory=multi, passages=["ALPHA text", "BETA text"],
+                          anchor=None)
     assert multi.description in prompt
     assert 'Source 1:\n"""\nALPHA text\n"""' in prompt and 'Source 2:\n"""\nBETA text' in prompt
-    assert '{"question": "..."}' in prompt and "must contain the answer" in prompt
+    assert '{"question": "..."}' in prompt and "question that the texts above answer." in prompt
+    single = skill.spec.subcategory("single_fact")
+    prompt = skill.render("instruct.j2", subcategory=single, passages=["ALPHA"], anchor="apt-get")
+    assert 'question about "apt-get" that the text above answers.' in prompt
+    assert prompt.endswith('Reply in JSON: {"about": "apt-get", "question": "..."}')
     unanswerable = skill.spec.subcategory("unanswerable")
-    prompt = skill.render("instruct.j2", subcategory=unanswerable, passages=["ALPHA"])
-    assert "must NOT contain the answer" in prompt
+    prompt = skill.render("instruct.j2", subcategory=unanswerable, passages=["ALPHA"],
+                          anchor="apt-get")
+    assert "but whose answer it does not give" in prompt and "text above answers" not in prompt
+
+
+def _index(texts: list[str]):
+    import faiss
+    import numpy as np
+
+    from retrieval import CorpusIndex
+
+    flat = faiss.IndexFlatIP(4)
+    flat.add(np.zeros((len(texts), 4), dtype="float32"))
+    chunks = [Chunk(id=f"c{i}", doc_path="a.md", kind="markdown", start=0, end=len(t), text=t)
+              for i, t in enumerate(texts)]
+    return CorpusIndex(chunks, [], flat, embedder=None)
+
+
+CORPUS = [
+    "Debian keeps packages in repositories. The system updates packages with apt-get upgrade.",
+    "Packages are signed. The system checks every package against the keyring in "
+    "/etc/apt/trusted.gpg.d before it installs anything.",
+    "The installer partitions disks. The system writes its bootloader, GRUB, to the disk.",
+    "See www.debian.org for more. Packages and the system are described there, usually.",
+]
+
+
+def test_key_terms_prefer_names_rare_in_the_corpus_and_skip_filler():
+    from agents.rag.anchors import key_terms
+
+    index = _index(CORPUS)
+    terms = key_terms(CORPUS[1], index)
+    # names and technical tokens (a path, a capitalized word mid-text) come first
+    assert terms[0] == "etc/apt/trusted.gpg.d" and "keyring" in key_terms(CORPUS[1], index, k=9)
+    assert key_terms(CORPUS[0], index)[0] == "apt-get"
+    # function words and words every chunk has are never the subject
+    assert not {"the", "against", "before", "every"} & set(terms)
+    assert "system" not in key_terms(CORPUS[0], index)[:4]
+    # no web addresses, no adverbs, no numbers, nothing absent from `within`
+    assert "www.debian.org" not in key_terms(CORPUS[3], index)
+    assert "usually" not in key_terms(CORPUS[3], index)
+    assert key_terms(CORPUS[2], index, within="The bootloader is GRUB.") == ["grub",
+                                                                             "bootloader"]
+    assert key_terms("1234 and of the", index) == []
+
+
+def test_pick_anchor_is_deterministic_per_item_and_spreads_over_the_terms():
+    from agents.rag.anchors import key_terms, pick_anchor
+
+    index = _index(CORPUS)
+    text = CORPUS[0] + " " + CORPUS[2]
+    assert pick_anchor(text, index, seed=5) == pick_anchor(text, index, seed=5)
+    drawn = {pick_anchor(text, index, seed=s) for s in range(40)}
+    assert drawn == set(key_terms(text, index)) == {"apt-get", "grub"}  # names only, when two
+    assert pick_anchor("a an the", index, seed=1) is None
+
+
+def test_anchored_question_schema_opens_with_the_anchor_but_accepts_a_rewording():
+    from agents.flow import anchored_question
+
+    model = anchored_question("apt-get")
+    schema = model.model_json_schema()
+    assert list(schema["properties"]) == ["about", "question"]
+    assert schema["properties"]["about"]["const"] == "apt-get"
+    assert schema["required"] == ["about", "question"]
+    assert model.model_validate({"about": "APT", "question": "What does apt-get do?"}).question
+    assert model.model_validate({"question": "What does apt-get do?"}).question
+    assert anchored_question("apt-get") is model
 
 
 def test_user_turn_numbers_documents_and_respond_adds_only_the_json_instruction():

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, create_model
 from agents.flow import FlowContext, Skill, Trace, overlapping
 from agents.items import Candidate, Rejected, WorkItem
 from agents.rag import validators as v
+from agents.rag.anchors import pick_anchor
 from models import ChatMessage
 from retrieval import Chunk
 
@@ -64,7 +65,8 @@ class RagSkill(Skill):
         sources = [seed_chunk, *await self.partners(ctx, seed_chunk, sub.passages - 1)]
         passages = [await self.transform(ctx, trace, c, item.transformation) for c in sources]
 
-        question = await self.instruct(ctx, trace, sub, passages, item.seed)
+        anchor = pick_anchor(passages[0], ctx.index, item.seed, within=seed_chunk.text)
+        question = await self.instruct(ctx, trace, sub, passages, item.seed, anchor)
         if problem := self.check_instruction(question, passages):
             raise Rejected("instruct", problem, raw=question)
         question = await self.refine(ctx, trace, sub, passages, question, item.seed)
@@ -121,6 +123,7 @@ class RagSkill(Skill):
             "documents": [c.id for c in documents],
             "transformation": item.transformation,
             "instruction_type": sub.name,
+            "anchor": anchor,
             "answerable": sub.answerable,
             "citations": citations,
             "citations_repaired": repaired,
