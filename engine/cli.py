@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ctx", type=int, default=4096, help="context tokens per slot")
     t.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU "
                    "(-1: all)")
+    t.add_argument("--threads", type=int, help="CPU threads of the managed or in-process teacher "
+                   "(unset: llama.cpp's choice); fewer than the cores when other work shares "
+                   "them, since llama.cpp's threads spin while they wait for each other")
     t.add_argument("--timeout", type=float, default=300.0, help="seconds per teacher call")
 
     f = p.add_argument_group("flow")
@@ -154,7 +157,7 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "teacher_url": ("teacher", "url"), "teacher_name": ("teacher", "model_name"),
     "teacher_api_key": ("teacher", "api_key"), "parallel": ("teacher", "parallel"),
     "ctx": ("teacher", "ctx"), "gpu_layers": ("teacher", "gpu_layers"),
-    "timeout": ("teacher", "timeout_s"),
+    "timeout": ("teacher", "timeout_s"), "threads": ("teacher", "threads"),
     "refine_rounds": ("flow", "refine_rounds"), "per_chunk": ("flow", "per_chunk"),
     "retrieval_k": ("flow", "retrieval_k"), "max_tokens": ("flow", "max_tokens"),
     "temperature": ("flow", "temperature"), "tool_steps": ("flow", "tool_steps"),

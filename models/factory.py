@@ -38,6 +38,8 @@ class TeacherSettings(BaseModel):
         raise ValueError(f"expected 1 to 256 slots or 'auto', got {value!r}")
     ctx: int = Field(4096, ge=512, description="context tokens per slot")
     gpu_layers: int = Field(0, ge=-1)
+    threads: int | None = Field(None, ge=1, le=1024, description="CPU threads (None: llama.cpp's "
+                                "choice)")
     timeout_s: float = Field(300.0, gt=0)
     server_log: Path | None = None
 
@@ -97,7 +99,8 @@ async def open_teacher(
             say(f"llama-server unavailable ({exc}); falling back to in-process llama-cpp-python")
 
     if binary is None:
-        teacher = InProcessTeacher(model, ctx=settings.ctx, gpu_layers=settings.gpu_layers)
+        teacher = InProcessTeacher(model, ctx=settings.ctx, gpu_layers=settings.gpu_layers,
+                                   threads=settings.threads)
         try:
             yield teacher
         finally:
@@ -112,7 +115,8 @@ async def open_teacher(
             binary, model, settings.gpu_layers, cache_root() / "parallel-auto.json", say)})
     server_settings = ServerSettings(
         model_path=model, binary=binary, parallel=settings.parallel,
-        ctx_per_slot=settings.ctx, gpu_layers=settings.gpu_layers, log_path=settings.server_log)
+        ctx_per_slot=settings.ctx, gpu_layers=settings.gpu_layers, threads=settings.threads,
+        log_path=settings.server_log)
     async with ManagedServer(server_settings) as server:
         teacher = OpenAICompatTeacher(
             lambda: server.base_url, model_name=model.name, slots=settings.parallel,

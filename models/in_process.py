@@ -20,12 +20,14 @@ log = logging.getLogger(__name__)
 class InProcessTeacher:
     slots = 1
 
-    def __init__(self, model_path: Path, *, ctx: int = 4096, gpu_layers: int = 0) -> None:
+    def __init__(self, model_path: Path, *, ctx: int = 4096, gpu_layers: int = 0,
+                 threads: int | None = None) -> None:
         check_gguf(model_path)
         self.model_path = model_path
         self.model_name = model_path.name
         self._ctx = ctx
         self._gpu_layers = gpu_layers
+        self._threads = threads
         self._llm = None
         self._lock = asyncio.Lock()
         log.warning("using in-process llama-cpp-python (one request at a time): the slow path; "
@@ -36,7 +38,8 @@ class InProcessTeacher:
             from llama_cpp import Llama
 
             self._llm = Llama(model_path=str(self.model_path), n_ctx=self._ctx,
-                              n_gpu_layers=self._gpu_layers, verbose=False)
+                              n_gpu_layers=self._gpu_layers, n_threads=self._threads,
+                              verbose=False)
         return self._llm
 
     async def chat(

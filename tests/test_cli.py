@@ -19,7 +19,7 @@ def test_help_explains_every_flag():
                           text=True, check=True)
     for flag in ("--skill", "--input", "--out", "--num", "--seed", "--teacher-model",
                  "--teacher-url", "--parallel", "--gpu-layers", "--ctx", "--embedder",
-                 "--refine-rounds", "--near-dup-threshold", "--force"):
+                 "--refine-rounds", "--near-dup-threshold", "--force", "--threads"):
         assert flag in done.stdout, flag
 
 
@@ -42,6 +42,7 @@ def test_list_skills(capsys):
     (["--num", "-3"], "--num"),
     (["--parallel", "0"], "--parallel"),
     (["--ctx", "10"], "--ctx"),
+    (["--threads", "0"], "--threads"),
     (["--near-dup-threshold", "1.5"], "--near-dup-threshold"),
     (["--chunk-size", "300", "--chunk-overlap", "300"], "--chunk-overlap"),
 ])

@@ -131,3 +131,22 @@ def test_url_backend_and_in_process_backend_with_the_real_model(server_binary, t
             assert all(1000 <= f.year <= 2100 for f, _ in replies)
 
     asyncio.run(main())
+
+
+def test_threads_setting_reaches_the_managed_server(server_binary, teacher_gguf, tmp_path):
+    """--threads: the engine's teacher settings start llama-server with that many threads (its
+    own log says so), e.g. to leave cores to other work instead of spinning on them."""
+    from models import TeacherSettings
+    from models.factory import open_teacher
+
+    log_path = tmp_path / "server.log"
+
+    async def main():
+        settings = TeacherSettings(model_path=teacher_gguf, backend="server", parallel=1,
+                                   ctx=1024, threads=1, server_log=log_path)
+        async with open_teacher(settings) as teacher:
+            fact, _ = await chat_json(teacher, ASK, Fact, max_tokens=64, seed=1)
+        return fact
+
+    assert asyncio.run(main()).year
+    assert "n_threads = 1" in log_path.read_text()
