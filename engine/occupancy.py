@@ -27,6 +27,10 @@ class SlotMeter:
         self.span_s = 0.0  # first call to now
         self.full_s = 0.0  # every slot busy
         self.slot_s = 0.0  # busy slot-seconds
+        # first and last moment every slot was busy: the steady state between warm-up (the
+        # pipeline filling) and the drain at the end
+        self._first_full: float | None = None
+        self._last_full = 0.0
 
     def __getattr__(self, name: str) -> Any:  # the backend's own counters (retried, ...)
         return getattr(self.teacher, name)
@@ -40,6 +44,9 @@ class SlotMeter:
             self.slot_s += busy * dt
             if busy == self.slots:
                 self.full_s += dt
+                if self._first_full is None:
+                    self._first_full = self._last
+                self._last_full = now
         self._last = now
         self._in_flight += change
 
@@ -56,8 +63,13 @@ class SlotMeter:
     def report(self) -> dict[str, float]:
         """`all_slots_busy`: share of the time since the first call with every slot working;
         `mean_occupancy`: busy slots on average, as a share of all slots; `slots` as resolved
-        (`--parallel auto` picks them when the teacher opens)."""
+        (`--parallel auto` picks them when the teacher opens); `steady_all_slots_busy`: the same
+        share between the first and the last moment every slot was busy (`steady_span_s`), i.e.
+        after warm-up and before the drain at the end (0 when the slots were never all busy)."""
         span = max(self.span_s, 1e-9)
+        steady = self._last_full - self._first_full if self._first_full is not None else 0.0
         return {"all_slots_busy": round(self.full_s / span, 3),
                 "mean_occupancy": round(self.slot_s / (span * self.slots), 3),
-                "span_s": round(self.span_s, 2), "slots": self.slots}
+                "span_s": round(self.span_s, 2), "slots": self.slots,
+                "steady_all_slots_busy": round(self.full_s / steady, 3) if steady else 0.0,
+                "steady_span_s": round(steady, 2)}

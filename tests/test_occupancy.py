@@ -52,5 +52,41 @@ def test_occupancy_integrates_calls_in_flight_over_time():
     asyncio.run(main())
     # 0-1: 1 slot; 1-4: 2 slots (3, then 2 in flight); 4-6: 1 slot
     assert meter.report() == {"all_slots_busy": 0.5, "mean_occupancy": pytest.approx(0.75),
-                              "span_s": 6.0, "slots": 2}
+                              "span_s": 6.0, "slots": 2,
+                              # warm-up (0-1) and the drain (4-6) left out: 1-4 all busy
+                              "steady_all_slots_busy": 1.0, "steady_span_s": 3.0}
     assert meter.retried == 7 and meter.slots == 2  # the backend's counters stay readable
+
+
+def test_steady_occupancy_counts_a_dip_between_warm_up_and_drain():
+    now = [0.0]
+    teacher = Held()
+    meter = SlotMeter(teacher, clock=lambda: now[0])
+
+    async def main():
+        call = lambda name: asyncio.create_task(  # noqa: E731
+            meter.chat([ChatMessage(role="user", content=name)]))
+
+        async def at(t, *, start=(), end=()):
+            now[0] = t
+            for name in end:
+                teacher.release[name].set()
+                await tasks.pop(name)
+            for name in start:
+                tasks[name] = call(name)
+            await asyncio.sleep(0)
+
+        tasks = {}
+        await at(0.0, start="a")
+        await at(1.0, start="b")        # 1-2: both busy
+        await at(2.0, end="b")          # 2-3: a dip to one slot
+        await at(3.0, start="c")        # 3-5: both busy
+        await at(5.0, end="c")          # 5-7: the drain
+        await at(7.0, end="a")
+
+    asyncio.run(main())
+    report = meter.report()
+    assert report["all_slots_busy"] == pytest.approx(3 / 7, abs=1e-3)
+    assert report["steady_span_s"] == 4.0 and report["steady_all_slots_busy"] == 0.75
+    idle = SlotMeter(Held(), clock=lambda: 0.0).report()
+    assert idle["steady_all_slots_busy"] == 0.0 and idle["steady_span_s"] == 0.0
