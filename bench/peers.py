@@ -221,7 +221,7 @@ class OneCallQA(Skill):
         completion = await ctx.teacher.chat([ChatMessage(role="user", content=text)],
                                             schema=self.schema, max_tokens=self.max_tokens,
                                             temperature=TEMPERATURE, seed=item.seed)
-        trace.usage.add(completion)
+        trace.usage.add(completion, "respond")
         pair = parse_qa(completion.text)
         if pair is None:
             raise Rejected("parse", "no question/answer pair in the reply", raw=completion.text)
@@ -253,6 +253,9 @@ async def engine_pipeline(url: str, model: str, chunks: list[Chunk], max_tokens:
         await teacher.aclose()
         sinks.data.close()
         sinks.rejected.close()
+    errors = {reason: n for reason, n in stats.reasons.items() if reason.startswith("error:")}
+    if errors:  # a bug in the bench's skill would otherwise pass for a fast engine
+        raise SystemExit(f"the engine's one-call skill failed: {errors}; see {work}")
     unparsed = sum(n for reason, n in stats.reasons.items() if reason.startswith("parse:"))
     busy = teacher.report().get("all_slots_busy")
     finished = stats.accepted + stats.rejected
