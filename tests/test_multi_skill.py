@@ -163,7 +163,7 @@ def test_a_type_the_teacher_cannot_do_does_not_eat_the_attempt_budget(corpus, tm
     dead = types[0]
 
     def reply(prompt, schema):
-        if prompt.startswith(f'Write ONE multiple-choice question of type "{dead.replace("_", " ")}"'):
+        if f'\nWrite ONE multiple-choice question of type "{dead.replace("_", " ")}"' in prompt:
             return {k: "x" for k in schema.get("properties", {})}  # too short: fails its schema
         return None
 

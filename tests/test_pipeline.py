@@ -273,7 +273,8 @@ def test_the_summary_reports_how_busy_the_teacher_slots_were(corpus, tmp_path):
     summary = asyncio.run(run(config(corpus, tmp_path / "out"), Progress(quiet=True),
                               opener(teacher)))
     occupancy = summary["this_run"]["teacher_occupancy"]
-    assert set(occupancy) == {"all_slots_busy", "mean_occupancy", "span_s", "slots"}
+    assert set(occupancy) == {"all_slots_busy", "mean_occupancy", "span_s", "slots",
+                              "steady_all_slots_busy", "steady_span_s"}
     assert occupancy["slots"] == 3
     assert 0 < occupancy["mean_occupancy"] <= 1 and 0 <= occupancy["all_slots_busy"] <= 1
     assert occupancy["all_slots_busy"] <= occupancy["mean_occupancy"]

@@ -248,7 +248,7 @@ def _teacher():
     answer."""
     def reply(prompt, schema):
         props = schema.get("properties", {})
-        if "entities" in props and prompt.startswith("Write ONE"):
+        if "entities" in props and "\nWrite ONE" in prompt:
             words = [w for w in prompt.split('"""')[1].split()
                      if w.isalpha() and len(w) > 4 and content_words(w)]
             a, b, c = list(dict.fromkeys(w.capitalize() for w in words))[:3]

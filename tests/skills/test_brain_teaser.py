@@ -144,7 +144,7 @@ def _teacher():
     the passage's words. Teacher: right, except every third answer."""
     def reply(prompt, schema):
         props = schema.get("properties", {})
-        if "puzzle" in props and prompt.startswith("Write ONE"):
+        if "puzzle" in props and "\nWrite ONE" in prompt:
             words = [w for w in prompt.split('"""')[1].split() if w.isalpha() and len(w) > 3]
             a, b = words[0].lower(), words[1].lower()
             if props["answer"]["type"] == "number":

@@ -433,7 +433,7 @@ def coding_teacher(topic_words: str = ""):
         props = schema.get("properties", {})
         if "text" in props:  # transformations: hand the source back
             return {"text": prompt.split("Source:\n", 1)[1].rsplit("\n\nReply in JSON", 1)[0]}
-        if prompt.startswith("Write ONE Python coding task"):
+        if "\nWrite ONE Python coding task" in prompt:
             kind = re.search(r'type "([a-z ]+)"', prompt).group(1).replace(" ", "_")
             task = dict(TASKS[kind][0])
             if "instruction" in task and topic_words:

@@ -129,9 +129,9 @@ def _fermi_teacher():
     answers, with a misestimated answer on every second item."""
     def reply(prompt, schema):
         props = schema.get("properties", {})
-        if "unit" in props and prompt.startswith("Write ONE"):
+        if "unit" in props and "\nWrite ONE" in prompt:
             topic = " ".join(prompt.split('"""')[1].split()[:5])
-            kind = prompt.split('"')[1]
+            kind = prompt.split("\nWrite ONE", 1)[1].split('"')[1]
             return {"question": f"Approximately how many tonnes of {topic} does a large city "
                                 f"use each year ({kind})?", "unit": "tonnes"}
         if "tool" in props:  # one calculator call, then ready to answer

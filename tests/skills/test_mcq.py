@@ -39,7 +39,8 @@ def test_flow_keeps_agreeing_items_and_explains_disagreements(corpus, tmp_path):
     def reply(prompt, schema):
         props = schema.get("properties", {})
         if "options" in props:  # the writer: distinct options, key 2; NOT for all_except
-            word = "NOT" if "EXCEPT" in prompt.split("\n", 1)[0] else "mainly"
+            head = prompt.split("\nWrite ONE", 1)[1].split("\n", 1)[0]
+            word = "NOT" if "EXCEPT" in head else "mainly"
             topic = prompt.split('"""')[1].split()[:6]
             return {"question": f"Which statement is {word} true about {' '.join(topic)}?",
                     "options": [f"{topic[0]} variant {i}" for i in range(4)], "correct": 2}

@@ -465,7 +465,7 @@ def _source(prompt: str) -> str:
 
 
 def _writer(prompt: str) -> dict:
-    first = prompt.split("\n", 1)[0]
+    first = prompt.split("\nWrite ONE", 1)[1].split("\n", 1)[0]
     name = DESCRIPTIONS[first.split(": ", 1)[1]]
     text = _source(prompt)
     request = m.group(1) if (m := re.search(r"must ask for (.+)\.\n", prompt)) else ""
