@@ -64,7 +64,8 @@ class InstantTeacher:
         source = prompt.split('"""')[1] if prompt.count('"""') >= 2 else prompt
         seen = [w for w in re.findall(r"[A-Za-z]{5,}", source)] or list(WORDS)
         if "options" in props:
-            neg = "NOT " if "EXCEPT" in prompt.split("\n", 1)[0] else ""
+            task = next((line for line in prompt.splitlines() if line.startswith("Write ONE")), "")
+            neg = "NOT " if "EXCEPT" in task else ""
             value = {"question": f"Which statement is {neg}true about the {words} number {n}?",
                      "options": [f"{seen[(n + 3 * i) % len(seen)]} {seen[(n + 3 * i + 1) % len(seen)]}"
                                  f" {i}" for i in range(4)],
