@@ -51,6 +51,9 @@ def rag_replies(question_for: Callable[[str], str] | None = None):
         props = (schema or {}).get("properties", {})
         if "suggestions" in props:
             return json.dumps({"suggestions": ["Name the exact quantity asked for."]})
+        if props.get("answerable", {}).get("const") is False:  # an unanswerable type: refuse
+            return json.dumps({"answerable": False, "citations": [],
+                               "answer": "The documents do not contain the answer to this."})
         if "answerable" in props:
             # answer with words of document [1] and cite it: grounded by construction
             body = prompt.split("Document [1]", 1)[1].split("\n", 1)[1]
