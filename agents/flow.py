@@ -85,8 +85,8 @@ def anchored_question(anchor: str) -> type[BaseModel]:
     teacher writes `{"about": "<anchor>", "question": ...` and so asks about the anchor. Typed as
     a plain optional string, so a backend that ignores schemas is not rejected for rewording or
     leaving it out (the schema still requires it)."""
-    return create_model("AnchoredQuestion",
-                        __config__=ConfigDict(json_schema_extra={"required": ["about", "question"]}),
+    required = ConfigDict(json_schema_extra={"required": ["about", "question"]})
+    return create_model("AnchoredQuestion", __config__=required,
                         about=(str, Field("", json_schema_extra={"const": anchor})),
                         question=(str, Field(min_length=12, max_length=300)))
 

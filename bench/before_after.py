@@ -83,10 +83,11 @@ def main() -> None:
             subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT,
                            capture_output=True)
     acc = lambda r: r["accepted"] / max(1, r["accepted"] + r["rejected"])  # noqa: E731
+    evaluated = "evaluated_prompt_tokens_per_item"
     print(f"after / before: accepted per item {ratio(acc(after), acc(before))}, accepted per min "
           f"{ratio(after['accepted_per_min'], before['accepted_per_min'])}, waste share "
           f"{before['waste_share']:.0%} -> {after['waste_share']:.0%}, prompt tokens evaluated "
-          f"per item {ratio(after['evaluated_prompt_tokens_per_item'], before['evaluated_prompt_tokens_per_item'])}")
+          f"per item {ratio(after[evaluated], before[evaluated])}")
 
 
 if __name__ == "__main__":

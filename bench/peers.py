@@ -545,7 +545,7 @@ def measure(args) -> None:
               f"{rag['elapsed_s']:.0f}s = {rag['accepted_per_min']:.2f} accepted/min "
               f"({rag['teacher_calls']} teacher calls); waste {rag['waste_share']:.0%}; all "
               f"slots busy {rag['teacher_occupancy']['all_slots_busy']:.0%} of the run "
-              f"({rag['teacher_occupancy'].get('steady_all_slots_busy', 0):.0%} after warm-up "
+              f"({rag['teacher_occupancy']['steady_all_slots_busy']:.0%} after warm-up "
               f"and before the drain), mean occupancy "
               f"{rag['teacher_occupancy']['mean_occupancy']:.0%}")
         if "distilabel" in rate:

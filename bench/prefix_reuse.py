@@ -3,7 +3,7 @@ out as at an earlier commit (`--before`) and as now, against the real managed ll
 
     python bench/prefix_reuse.py --before f53df2b [--chunks 8] [--per-chunk 2] [--parallel 4]
 
-Default (chains): each layout gets a fresh server (embedded 135M GGUF, `--parallel` slots,
+Each layout gets a fresh server (embedded 135M GGUF, `--parallel` slots,
 `cache_prompt` on) and the same work, scheduled like the engine: `--per-chunk` items per seed
 chunk in a row, 2 × slots items in flight, each item the chain instruct → suggest → edit rendered
 from that layout's RAG templates with fixed questions and suggestions (so both layouts send the

@@ -26,31 +26,40 @@ class Held:
         pass
 
 
+class Timeline:
+    """Calls through a SlotMeter on a hand-driven clock: at time t, end some calls (in order),
+    then start others."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.teacher = Held()
+        self.meter = SlotMeter(self.teacher, clock=lambda: self.now)
+        self.calls: dict[str, asyncio.Task] = {}
+
+    async def at(self, t: float, *, start: tuple[str, ...] = (), end: tuple[str, ...] = ()):
+        self.now = t
+        for name in end:
+            self.teacher.release[name].set()
+            await self.calls.pop(name)
+        for name in start:
+            self.calls[name] = asyncio.create_task(
+                self.meter.chat([ChatMessage(role="user", content=name)]))
+        await asyncio.sleep(0)
+
+
 def test_occupancy_integrates_calls_in_flight_over_time():
-    now = [0.0]
-    teacher = Held()
-    meter = SlotMeter(teacher, clock=lambda: now[0])
+    line = Timeline()
 
     async def main():
-        call = lambda name: asyncio.create_task(  # noqa: E731
-            meter.chat([ChatMessage(role="user", content=name)]))
-        a = call("a")
-        await asyncio.sleep(0)
-        now[0] = 1.0
-        b, c = call("b"), call("c")  # 3 calls for 2 slots: one waits, both slots busy
-        await asyncio.sleep(0)
-        now[0] = 3.0
-        teacher.release["a"].set()
-        await a
-        now[0] = 4.0
-        teacher.release["c"].set()
-        await c
-        now[0] = 6.0
-        teacher.release["b"].set()
-        await b
+        await line.at(0.0, start=("a",))
+        await line.at(1.0, start=("b", "c"))  # 3 calls for 2 slots: one waits, both slots busy
+        await line.at(3.0, end=("a",))
+        await line.at(4.0, end=("c",))
+        await line.at(6.0, end=("b",))
 
     asyncio.run(main())
     # 0-1: 1 slot; 1-4: 2 slots (3, then 2 in flight); 4-6: 1 slot
+    meter = line.meter
     assert meter.report() == {"all_slots_busy": 0.5, "mean_occupancy": pytest.approx(0.75),
                               "span_s": 6.0, "slots": 2,
                               # warm-up (0-1) and the drain (4-6) left out: 1-4 all busy
@@ -59,33 +68,18 @@ def test_occupancy_integrates_calls_in_flight_over_time():
 
 
 def test_steady_occupancy_counts_a_dip_between_warm_up_and_drain():
-    now = [0.0]
-    teacher = Held()
-    meter = SlotMeter(teacher, clock=lambda: now[0])
+    line = Timeline()
 
     async def main():
-        call = lambda name: asyncio.create_task(  # noqa: E731
-            meter.chat([ChatMessage(role="user", content=name)]))
-
-        async def at(t, *, start=(), end=()):
-            now[0] = t
-            for name in end:
-                teacher.release[name].set()
-                await tasks.pop(name)
-            for name in start:
-                tasks[name] = call(name)
-            await asyncio.sleep(0)
-
-        tasks = {}
-        await at(0.0, start="a")
-        await at(1.0, start="b")        # 1-2: both busy
-        await at(2.0, end="b")          # 2-3: a dip to one slot
-        await at(3.0, start="c")        # 3-5: both busy
-        await at(5.0, end="c")          # 5-7: the drain
-        await at(7.0, end="a")
+        await line.at(0.0, start=("a",))
+        await line.at(1.0, start=("b",))  # 1-2: both busy
+        await line.at(2.0, end=("b",))    # 2-3: a dip to one slot
+        await line.at(3.0, start=("c",))  # 3-5: both busy
+        await line.at(5.0, end=("c",))    # 5-7: the drain
+        await line.at(7.0, end=("a",))
 
     asyncio.run(main())
-    report = meter.report()
+    report = line.meter.report()
     assert report["all_slots_busy"] == pytest.approx(3 / 7, abs=1e-3)
     assert report["steady_span_s"] == 4.0 and report["steady_all_slots_busy"] == 0.75
     idle = SlotMeter(Held(), clock=lambda: 0.0).report()

@@ -6,8 +6,8 @@ then reject them after their tokens are paid for. Handing it one distinctive ter
 (a name, a command, a path; else a word rare in the corpus, so the question also finds its own
 chunk again) and making its reply open by naming that term keeps the question on a subject the
 passage holds. Items of the same chunk draw different anchors, so they also ask different things.
-Measured on the 135M teacher (80 instruct calls each): 10 → 18 questions past the cheap checks and
-the round trip (bench/RESULTS.md).
+Measured on the 135M teacher (80 instruct calls each): 10 → 15–18 questions past the cheap checks
+and the round trip (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ _FILLER = frozenset("about above across after again against along among another 
                     " however instead later little many much neither never often rather since"
                     " still though through together toward towards under until upon very while"
                     " whether within without would yet also just even well next last first"
-                    " same such them then there these those thus anything everything nothing something".split())
+                    " same such them then there these those thus anything everything nothing"
+                    " something".split())
 _WEB = (".com", ".org", ".net", ".uk", ".info", ".html", ".htm")
 _DOCUMENT_FREQUENCY: weakref.WeakKeyDictionary[CorpusIndex, Counter[str]] = \
     weakref.WeakKeyDictionary()
