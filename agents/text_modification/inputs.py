@@ -14,14 +14,19 @@ from agents.text_modification.measure import (SENTENCE_END, banned_words, long_w
 
 
 def sentence_units(passage: str) -> list[str]:
-    """Sentences of the passage; headings and fragments under three words are dropped."""
+    """Sentences of the passage; a block's leading fragment under three words (a heading) is
+    dropped, a later one joins the sentence before it: "Locomotion No. 1." split after "No."
+    must not lose its "1." from an excerpt that claims to be the passage's own words."""
     units = []
     for block in re.split(r"\n\s*\n|\n(?=\s*[#*-])", passage):
         block = " ".join(block.split())
+        first = len(units)
         for sentence in SENTENCE_END.split(block):
             sentence = sentence.lstrip("#*- ").strip()
             if len(sentence.split()) >= 3:
                 units.append(sentence)
+            elif sentence and len(units) > first:
+                units[-1] = f"{units[-1]} {sentence}"
     return units
 
 
