@@ -35,7 +35,10 @@ class FlowSettings(BaseModel):
     max_tokens: int = Field(320, ge=32)
     temperature: float = Field(0.7, ge=0, le=2, description="for writing instructions")
     answer_temperature: float = Field(0.2, ge=0, le=2, description="for the teacher's answers")
-    reply_retries: int = Field(2, ge=0, le=10)
+    reply_retries: int = Field(2, ge=0, le=10, description="a reply that does not parse or "
+                               "fails its stage's cheap checks is asked again this many times")
+    answer_retries: int = Field(1, ge=0, le=5, description="rag: an answer its validators reject "
+                                "(form, grounding, refusal) is asked again this many times")
     per_chunk: int = Field(2, ge=1, le=50, description="instructions planned per seed chunk in a row")
     retrieval_k: int = Field(4, ge=1, le=20)
     round_trip_k: int = Field(10, ge=0, le=200, description="round-trip filter depth; 0 = off")
@@ -197,13 +200,20 @@ class Skill:
 
     async def ask(self, ctx: FlowContext, trace: Trace, stage: str, prompt: str, output: type[T],
                   seed: int, system: str | None = None, temperature: float | None = None,
-                  salvage: Callable[[str], T | None] | None = None) -> T:
+                  salvage: Callable[[str], T | None] | None = None,
+                  check: Callable[[T], str | None] | None = None) -> T:
         """One constrained call, retried with a new seed when the reply is unusable; `salvage`
-        may rescue a reply cut off by max_tokens instead of paying for another."""
+        may rescue a reply cut off by max_tokens instead of paying for another.
+
+        `check` is the stage's cheap checks: a reply it faults is unusable too and is asked
+        again. The calls before this one (a transformation above all) are paid for already, and
+        one more short call is cheaper than throwing them away with the item (measured: most
+        RAG items ended at their first question, and their transformation with them)."""
         messages = ([ChatMessage(role="system", content=system)] if system else []) + [
             ChatMessage(role="user", content=prompt)]
-        last: ReplyError | None = None
+        last: ReplyError | Rejected | None = None
         for attempt in range(ctx.settings.reply_retries + 1):
+            again = attempt < ctx.settings.reply_retries
             try:
                 value, completion = await chat_json(
                     ctx.teacher, messages, output, max_tokens=ctx.settings.max_tokens,
@@ -216,11 +226,20 @@ class Skill:
                     trace.steps.append({"step": stage, "salvaged": "truncated"})
                     return value
                 trace.usage.unusable_replies += 1
+                if again:
+                    trace.usage.retry(stage, exc.reason)
                 last = exc
                 continue
             trace.usage.add(completion, stage)
+            if check and (problem := check(value)):
+                if again:
+                    trace.usage.retry(stage, problem)
+                last = Rejected(stage, problem, raw=completion.text)
+                continue
             return value
         assert last is not None
+        if isinstance(last, Rejected):
+            raise last
         raise Rejected(stage, last.reason, last.detail, raw=last.completion.text)
 
     # -- the generic flows ------------------------------------------------------------------
@@ -260,11 +279,14 @@ class Skill:
 
     async def instruct(self, ctx: FlowContext, trace: Trace, sub: Subcategory,
                        passages: list[str], seed: int, anchor: str | None = None) -> str:
-        """The seed instruction; with an `anchor` (a term of the passage) it is asked about it."""
+        """The seed instruction, asked again while it fails the skill's cheap checks; with an
+        `anchor` (a term of the passage) it is asked about it."""
         prompt = self.render("instruct.j2", subcategory=sub, passages=passages, anchor=anchor)
         output = anchored_question(anchor) if anchor else Question
-        question = first_question((await self.ask(ctx, trace, "instruct", prompt, output,
-                                                  seed)).question)
+        question = first_question((await self.ask(
+            ctx, trace, "instruct", prompt, output, seed,
+            check=lambda reply: self.check_instruction(first_question(reply.question),
+                                                       passages))).question)
         trace.steps.append({"step": "instruct", "question": question,
                             **({"anchor": anchor} if anchor else {})})
         return question

@@ -30,7 +30,10 @@ class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
-    unusable_replies: int = 0  # replies that did not parse or fit the schema, asked again
+    unusable_replies: int = 0  # replies that did not parse or fit the schema
+    # replies asked again instead of ending their item (unparsable, or faulted by a cheap check
+    # or a validator), by "stage: reason"
+    retried: dict[str, int] = Field(default_factory=dict)
     # completion tokens per calling stage (transform, instruct, suggest, edit, respond, ...):
     # where a rejected item's tokens went, so waste can be cut where it is made
     by_stage: dict[str, int] = Field(default_factory=dict)
@@ -47,6 +50,11 @@ class Usage(BaseModel):
         self.cached_tokens += completion.cached_tokens
         self.by_stage[stage] = self.by_stage.get(stage, 0) + completion.completion_tokens
 
+    def retry(self, stage: str, reason: str) -> None:
+        """A reply that is asked again instead of ending its item."""
+        key = f"{stage}: {reason}"
+        self.retried[key] = self.retried.get(key, 0) + 1
+
     def merge(self, other: Usage) -> None:
         self.calls += other.calls
         self.prompt_tokens += other.prompt_tokens
@@ -55,6 +63,8 @@ class Usage(BaseModel):
         self.unusable_replies += other.unusable_replies
         for stage, tokens in other.by_stage.items():
             self.by_stage[stage] = self.by_stage.get(stage, 0) + tokens
+        for why, n in other.retried.items():
+            self.retried[why] = self.retried.get(why, 0) + n
 
 
 class Candidate(BaseModel):

@@ -14,7 +14,7 @@ subcategory's params), and in suggest/edit `task_json`, `goal`, `suggestions`.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -117,10 +117,9 @@ class TaskSkill(Skill):
         draft = await self.start(ctx, trace, item)
         draft.task = await self.ask(ctx, trace, "instruct",
                                     self.render("instruct.j2", **self._values(draft)),
-                                    self.task_schema(draft.sub), item.seed)
+                                    self.task_schema(draft.sub), item.seed,
+                                    check=lambda task: self.check_task(replace(draft, task=task)))
         trace.steps.append({"step": "instruct", "task": draft.task.model_dump(mode="json")})
-        if problem := self.check_task(draft):
-            raise Rejected("instruct", problem, raw=draft.task.model_dump_json())
         return await self.finish(ctx, trace, draft)
 
     async def finish(self, ctx: FlowContext, trace: Trace, draft: Draft) -> Candidate:

@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "search) the teacher may make per answer, for skills that offer tools")
     f.add_argument("--unanswerable-share", type=float, help="share of unanswerable question "
                    "types in the plan (default: the taxonomy's weights)")
+    f.add_argument("--answer-retries", type=int, default=1, help="rag: times an answer its "
+                   "validators reject (form, grounding) is asked again; the question is paid "
+                   "for already")
     f.add_argument("--max-tokens", type=int, default=320, help="max tokens per teacher reply")
     f.add_argument("--temperature", type=float, default=0.7)
     f.add_argument("--max-attempts", type=int, help="stop after this many work items in this run "
@@ -162,6 +165,7 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "retrieval_k": ("flow", "retrieval_k"), "max_tokens": ("flow", "max_tokens"),
     "temperature": ("flow", "temperature"), "tool_steps": ("flow", "tool_steps"),
     "unanswerable_share": ("flow", "unanswerable_share"),
+    "answer_retries": ("flow", "answer_retries"),
     "round_trip_k": ("flow", "round_trip_k"), "round_trip_skills": ("flow", "round_trip_skills"),
     "executor": ("executor",), "ray_address": ("ray_address",), "ray_workers": ("ray_workers",),
     "gpus_per_teacher": ("gpus_per_teacher",), "cpus_per_teacher": ("cpus_per_teacher",),

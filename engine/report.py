@@ -80,6 +80,10 @@ def dataset_stats(records: list[dict], rejections: list[dict], vectors: np.ndarr
     for usage in [r.get("metadata", {}).get("tokens") for r in records] + [
             r.get("usage") for r in rejections]:
         tokens.update({k: v for k, v in (usage or {}).items() if isinstance(v, int)})
+    retried: Counter = Counter()
+    for usage in [r.get("metadata", {}).get("tokens") for r in records] + [
+            r.get("usage") for r in rejections]:
+        retried.update((usage or {}).get("retried") or {})
     by_reason: Counter = Counter()
     by_call: Counter = Counter()
     for rej in rejections:
@@ -102,6 +106,7 @@ def dataset_stats(records: list[dict], rejections: list[dict], vectors: np.ndarr
         "waste_share": round(wasted / total, 4),
         "waste_by_reason": {k: round(n / total, 4) for k, n in by_reason.most_common() if n},
         "waste_by_call": {k: round(n / total, 4) for k, n in by_call.most_common() if n},
+        "retried_by_reason": dict(retried.most_common()),
         "instruction_words": {
             "mean": round(float(np.mean(lengths)), 1) if lengths else 0,
             "median": float(np.median(lengths)) if lengths else 0,
@@ -214,6 +219,9 @@ def card(stats: dict, summary: dict, run_info: dict) -> str:
           for k, v in list(stats["rejections_by_reason"].items())[:25]], "",
         "Wasted tokens by the call that generated them: " + (", ".join(
             f"{k} {v:.1%}" for k, v in stats["waste_by_call"].items()) or "none") + ".", "",
+        "Replies asked again instead of ending their item (a cheap check or a validator "
+        "faulted them): " + (", ".join(f"{k} ×{v}" for k, v in list(
+            stats["retried_by_reason"].items())[:10]) or "none") + ".", "",
         "## Token usage", "",
         *[f"- {k}: {v}" for k, v in sorted(stats["tokens"].items())], "",
         "## Diversity", "",

@@ -220,6 +220,9 @@ def summarize(cfg: RunConfig, stats: RunStats, resumed_from: int, teacher: str,
             "teacher_retries": stats.teacher_retries,  # transport faults, retried by the client
             "server_restarts": stats.server_restarts,  # managed llama-server deaths survived
             "unusable_replies": stats.usage.unusable_replies,  # asked again with a new seed
+            # why: a reply that did not parse, or that a cheap check or validator faulted
+            "retried_by_reason": dict(sorted(stats.usage.retried.items(),
+                                             key=lambda kv: (-kv[1], kv[0]))),
             "prompt_tokens": stats.usage.prompt_tokens,
             "cached_prompt_tokens": stats.usage.cached_tokens,
             # prompt tokens the teacher computed (not served from its prompt cache), per work

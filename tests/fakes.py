@@ -17,6 +17,7 @@ class ScriptedTeacher:
         self.reply = reply
         self.slots = slots
         self.prompts: list[list[ChatMessage]] = []
+        self.seed: int | None = None  # the seed of the call being answered, for `reply` to read
         self.in_flight = 0
         self.max_in_flight = 0
         self._limit = asyncio.Semaphore(slots)
@@ -33,6 +34,7 @@ class ScriptedTeacher:
                 if self._gate is not None:
                     await self._gate.wait()
                 await asyncio.sleep(0)  # let other calls interleave, as a server would
+                self.seed = seed
                 text = self.reply(list(messages), schema)
             finally:
                 self.in_flight -= 1

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
+from agents.rag.validators import content_words
 from engine.config import RunConfig
 from engine.progress import Progress
 from engine.run import RunError, run
@@ -38,6 +39,19 @@ DISTINCT = [
 def unique_questions():
     counter = itertools.count()
     return lambda prompt: DISTINCT[next(counter) % len(DISTINCT)]
+
+
+def on_topic_questions():
+    """The next question of DISTINCT that shares two subject words with the prompt's passage:
+    one the RAG cheap checks pass, so an item's outcome depends only on what a test scripts."""
+    counter = itertools.count()
+
+    def pick(prompt: str) -> str:
+        words, start = content_words(prompt), next(counter)
+        return next((q for k in range(len(DISTINCT))
+                     if len(content_words(q := DISTINCT[(start + k) % len(DISTINCT)]) & words)
+                     >= 2), DISTINCT[start % len(DISTINCT)])
+    return pick
 
 
 def config(corpus, out, **kw):
@@ -281,16 +295,14 @@ def test_the_summary_reports_how_busy_the_teacher_slots_were(corpus, tmp_path):
 
 
 def test_the_summary_says_which_rejections_and_which_calls_wasted_tokens(corpus, tmp_path):
-    """Every other instruct reply names 'the passage' (rejected right after the instruct call);
-    the rest are answered with a refusal where an answer was due (rejected at validation, after
-    the suggest, edit and respond calls): each reason's tokens and each call's are reported."""
-    base = rag_replies(unique_questions())
-    n = itertools.count()
+    """Numeric and list questions always name 'the passage' (rejected when the instruct call's
+    retries run out); unanswerable types are refused where the scripted answer cites nothing
+    (see rag_replies): each reason's tokens and each call's are reported."""
+    base = rag_replies(on_topic_questions())
 
     def reply(messages, schema):
         props = (schema or {}).get("properties", {})
-        if "question" in props and "\nWrite ONE" in messages[-1].content \
-                and next(n) % 2:
+        if "question" in props and re.search(r"\nWrite ONE (numeric|list) ", messages[-1].content):
             return json.dumps({"question": "What does the passage say about the first topic?"})
         return base(messages, schema)
 
@@ -307,10 +319,13 @@ def test_the_summary_says_which_rejections_and_which_calls_wasted_tokens(corpus,
     assert {k: v["tokens"] for k, v in this["waste_by_reason"].items()} == by_reason
     assert sum(v["tokens"] for v in this["waste_by_reason"].values()) \
         == this["wasted_completion_tokens"] == sum(by_reason.values())
-    # an item rejected at instruct paid for its instruct call only
+    # an item rejected at instruct paid for its instruct calls only: the first and its retries
     for r in rejected:
         if r["stage"] == "instruct":
             assert set(r["usage"]["by_stage"]) <= {"instruct", "transform"}
+            assert sum(r["usage"]["retried"].values()) == 2
+            assert all(k.startswith("instruct: ") for k in r["usage"]["retried"])
+            assert "the passage" in json.loads(r["raw"])["question"]
     assert sum(v["tokens"] for v in this["waste_by_call"].values()) == sum(by_reason.values())
     share = this["waste_by_reason"][next(iter(this["waste_by_reason"]))]["share"]
     assert 0 < share <= this["waste_share"] <= 1
@@ -323,6 +338,72 @@ def test_the_summary_says_which_rejections_and_which_calls_wasted_tokens(corpus,
     stats = json.loads((out / "stats.json").read_text())
     assert stats["waste_by_reason"] and abs(sum(stats["waste_by_reason"].values())
                                             - stats["waste_share"]) < 1e-3
+
+
+def test_a_question_that_fails_the_cheap_checks_is_written_again(corpus, tmp_path):
+    base = rag_replies(on_topic_questions())
+    first: set[tuple[str, int]] = set()
+
+    def reply(messages, schema):
+        prompt, seed = messages[-1].content, teacher.seed
+        # a retry asks the same prompt with the next seed
+        if "\nWrite ONE" in prompt and (prompt, seed - 1) not in first:
+            first.add((prompt, seed))
+            return json.dumps({"question": "What does the passage say about it?"})
+        return base(messages, schema)
+
+    out, teacher = tmp_path / "out", ScriptedTeacher(reply)
+    summary = asyncio.run(run(config(corpus, out, num=3, max_attempts=6, max_type_share=0),
+                              Progress(quiet=True), opener(teacher)))
+    why = "instruct: question refers to 'the passage' instead of naming its subject"
+    data, rejected = lines(out / "data.jsonl"), lines(out / "rejected.jsonl")
+    assert summary["complete"] and all(r["stage"] != "instruct" for r in rejected)
+    asked = len(data) + sum("instruct" in r["usage"]["by_stage"] for r in rejected)
+    assert summary["this_run"]["retried_by_reason"][why] == asked  # each item's first question
+    for rec in data:
+        assert rec["metadata"]["tokens"]["retried"].get(why) == 1
+        assert rec["metadata"]["instruction"] in DISTINCT
+
+
+@pytest.mark.parametrize("answer_retries", [0, 1])
+def test_an_answer_the_validators_reject_is_asked_again(corpus, tmp_path, answer_retries):
+    """The first answer to each question is off-source (the grounding check fails it); the
+    re-asked one is grounded: with one answer retry no item is lost to grounding, with none
+    every item that is answered is."""
+    base = rag_replies(on_topic_questions())
+    # it has the form every answerable type asks for: Yes or No first, a number, a list
+    off_source = json.dumps({"answerable": True, "citations": [1], "answer":
+                             "Yes, 40 emperor penguins and their chicks huddle in winter."})
+    first: set[tuple[str, int]] = set()
+
+    def reply(messages, schema):
+        prompt, seed = messages[-1].content, teacher.seed
+        # a retry asks the same prompt with a seed 977 on
+        if schema and schema.get("properties", {}).get("answerable", {}).get("const") is True \
+                and (prompt, seed - 977) not in first:
+            first.add((prompt, seed))
+            return off_source
+        return base(messages, schema)
+
+    out, teacher = tmp_path / "out", ScriptedTeacher(reply)
+    summary = asyncio.run(run(
+        config(corpus, out, num=3, max_attempts=10, max_type_share=0,
+               flow={"refine_rounds": 0, "answer_retries": answer_retries,
+                     "unanswerable_share": 0}),
+        Progress(quiet=True), opener(teacher)))
+    why = "validate: answer not supported by cited documents"
+    data, rejected = lines(out / "data.jsonl"), lines(out / "rejected.jsonl")
+    answered = [r for r in rejected if "respond" in r["usage"]["by_stage"]]
+    if answer_retries:
+        assert summary["complete"] and len(data) == 3
+        assert all(r["reason"] != why.split(": ")[1] for r in rejected)
+        assert summary["this_run"]["retried_by_reason"] == {why: len(data) + len(answered)}
+        assert all(rec["metadata"]["tokens"]["retried"] == {why: 1} for rec in data)
+        assert all("penguins" not in rec["messages"][2]["content"] for rec in data)
+    else:
+        assert not data and answered
+        assert {f"{r['stage']}: {r['reason']}" for r in answered} == {why}
+        assert summary["this_run"]["retried_by_reason"] == {}
 
 
 def test_a_known_duplicate_is_rejected_before_its_answer_is_paid_for(tmp_path):

@@ -160,7 +160,12 @@ def test_plan_is_deterministic_unique_and_spread_over_the_taxonomy():
 @pytest.mark.parametrize("question, problem", [
     ("What year did the Stockton and Darlington Railway open?", None),
     ("Why?", "question too short"),
+    ("Why is that?", "question has no content words"),
+    ("What is nftables?", None),
+    ("Which topic is this?", "question has no content words"),
     ("What is this and that?", "question has no content words"),
+    ("What is the answer to this question?", "question has no content words"),
+    ("How to create a custom debconf template", None),
     ("According to the passage, when did the railway open?", "refers to 'the passage'"),
     ("The Stockton and Darlington Railway", "not a question or request"),
     ("Summarize what the documents say about honey bee colonies.", None),

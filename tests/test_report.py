@@ -41,6 +41,8 @@ def test_every_run_leaves_a_card_stats_and_valid_plots(corpus, tmp_path):
         s: sum(r["skill"] == s for r in data) for s in ("mcq", "rag")}
     assert sum(stats["records_by_subcategory"].values()) == 5
     assert stats["tokens"]["calls"] > 0
+    # replies asked again, from the records and rejections on disk: what the run counted
+    assert stats["retried_by_reason"] == summary["this_run"]["retried_by_reason"]
     div = stats["diversity"]["instructions"]
     assert summary["diversity"] == stats["diversity"]  # in the run summary too
     assert 1.0 <= div["vendi_score"] <= 5.0 and div["vendi_sample"] == 5
@@ -49,7 +51,7 @@ def test_every_run_leaves_a_card_stats_and_valid_plots(corpus, tmp_path):
     header = card.split("---\n")[1]
     assert "license:" in header and "configs:" in header and "path: data.jsonl" in header
     assert "| mcq |" in card and "Vendi score" in card and "SmolLM2-135M" in card
-    assert "sha256" in card
+    assert "sha256" in card and "Replies asked again instead of ending their item" in card
     for name in ("subcategories", "rejections", "instruction_length", "embeddings"):
         png = out / "plots" / f"{name}.png"
         with Image.open(png) as img:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import random
+from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, create_model
@@ -12,6 +13,7 @@ from agents.flow import FlowContext, Skill, Trace, overlapping
 from agents.items import Candidate, Rejected, WorkItem
 from agents.rag import validators as v
 from agents.rag.anchors import pick_anchor
+from agents.spec import Subcategory
 from models import ChatMessage
 from retrieval import Chunk
 
@@ -67,43 +69,14 @@ class RagSkill(Skill):
 
         anchor = pick_anchor(passages[0], ctx.index, item.seed, within=seed_chunk.text)
         question = await self.instruct(ctx, trace, sub, passages, item.seed, anchor)
-        if problem := self.check_instruction(question, passages):
-            raise Rejected("instruct", problem, raw=question)
         question = await self.refine(ctx, trace, sub, passages, question, item.seed)
         await self.check_round_trip(ctx, trace, question, seed_chunk)
         await self.check_novel(ctx, trace, question)
 
         documents = await self.retrieve(ctx, question, sources, rng)
         user_turn = self.render("user_turn.j2", documents=documents, question=question)
-        reply = await self.ask(ctx, trace, "respond",
-                               self.render("respond.j2", user_turn=user_turn, subcategory=sub),
-                               answer_schema(len(documents), sub.answerable), item.seed + 7,
-                               system=self.spec.system_prompt,
-                               temperature=ctx.settings.answer_temperature)
-        answer = reply.answer.strip()
-        citations = sorted(set(reply.citations))
-
-        scores: dict[str, float] = {}
-        problem = v.check_citations(citations, len(documents), reply.answerable, sub)
-        if not problem:
-            problem = v.check_repetition(answer)
-        if not problem and sub.answerable:
-            problem = v.check_form(answer, sub.expects) or v.check_adds_information(question, answer)
-        repaired = False
-        if not problem and sub.answerable:
-            cosines = await _cosines(ctx, answer, documents)
-            cited = _grounding(answer, documents, cosines, citations)
-            if v.check_grounding(*cited) and (best := _best_supported(answer, documents, cosines)):
-                # the answer is grounded, but in another document than the one it cites:
-                # cite what measurably supports it rather than drop a correct answer
-                (citations, cited), repaired = best, True
-            scores = {"lexical_support": round(cited[0], 3), "cosine": round(cited[1], 3)}
-            problem = v.check_grounding(*cited)
-        if not problem and not sub.answerable:
-            problem = v.check_refusal(answer)
-        if problem:
-            detail = ", ".join(f"{name} {value:.2f}" for name, value in scores.items())
-            raise Rejected("validate", problem, detail, raw=reply.model_dump_json())
+        verdict = await self.answer(ctx, trace, sub, question, user_turn, documents, item.seed)
+        answer, citations = verdict.answer, verdict.citations
 
         content = answer
         if citations:
@@ -126,14 +99,72 @@ class RagSkill(Skill):
             "anchor": anchor,
             "answerable": sub.answerable,
             "citations": citations,
-            "citations_repaired": repaired,
+            "citations_repaired": verdict.repaired,
             "refinement_rounds": len(refinements),
             "refinement": refinements,
             "teacher_model": ctx.teacher.model_name,
-            "validator_scores": scores,
+            "validator_scores": verdict.scores,
         }
         return Candidate(item=item, instruction=question, messages=messages, metadata=metadata,
                          usage=trace.usage)
+
+
+    async def answer(self, ctx: FlowContext, trace: Trace, sub: Subcategory, question: str,
+                     user_turn: str, documents: list[Chunk], seed: int) -> Verdict:
+        """The teacher's answer, judged. An answer a validator rejects is asked again
+        `answer_retries` times, warmer than the first: the question and its passages are paid
+        for already, and these validators judge the answer's own form and grounding (there is
+        no key that re-sampling could agree with by chance). A retry's prompt is the first
+        one's, so the server's prompt cache serves it."""
+        prompt = self.render("respond.j2", user_turn=user_turn, subcategory=sub)
+        schema = answer_schema(len(documents), sub.answerable)
+        for attempt in range(ctx.settings.answer_retries + 1):
+            reply = await self.ask(ctx, trace, "respond", prompt, schema, seed + 7 + 977 * attempt,
+                                   system=self.spec.system_prompt,
+                                   temperature=ctx.settings.answer_temperature if attempt == 0
+                                   else ctx.settings.temperature)
+            verdict = await self.judge(ctx, sub, question, reply, documents)
+            if verdict.problem is None:
+                return verdict
+            if attempt < ctx.settings.answer_retries:
+                trace.usage.retry("validate", verdict.problem)
+        detail = ", ".join(f"{name} {value:.2f}" for name, value in verdict.scores.items())
+        raise Rejected("validate", verdict.problem, detail, raw=reply.model_dump_json())
+
+    async def judge(self, ctx: FlowContext, sub: Subcategory, question: str, reply: BaseModel,
+                    documents: list[Chunk]) -> Verdict:
+        """The validators on one reply, cheapest first."""
+        verdict = Verdict(reply.answer.strip(), sorted(set(reply.citations)))
+        verdict.problem = v.check_citations(verdict.citations, len(documents), reply.answerable,
+                                            sub) or v.check_repetition(verdict.answer)
+        if verdict.problem or not sub.answerable:
+            verdict.problem = verdict.problem or v.check_refusal(verdict.answer)
+            return verdict
+        verdict.problem = (v.check_form(verdict.answer, sub.expects)
+                           or v.check_adds_information(question, verdict.answer))
+        if verdict.problem:
+            return verdict
+        cosines = await _cosines(ctx, verdict.answer, documents)
+        cited = _grounding(verdict.answer, documents, cosines, verdict.citations)
+        if v.check_grounding(*cited) and (best := _best_supported(verdict.answer, documents,
+                                                                  cosines)):
+            # the answer is grounded, but in another document than the one it cites:
+            # cite what measurably supports it rather than drop a correct answer
+            (verdict.citations, cited), verdict.repaired = best, True
+        verdict.scores = {"lexical_support": round(cited[0], 3), "cosine": round(cited[1], 3)}
+        verdict.problem = v.check_grounding(*cited)
+        return verdict
+
+
+@dataclass
+class Verdict:
+    """One answer as the validators saw it; `problem` None means accepted."""
+
+    answer: str
+    citations: list[int]
+    problem: str | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    repaired: bool = False  # citations moved to the document that supports the answer
 
 
 async def _cosines(ctx: FlowContext, answer: str, documents: list[Chunk]) -> list[float]:

@@ -216,9 +216,10 @@ def test_flow_writes_passage_free_records_and_rejects_meta_references(corpus, tm
         if meta["tier"] == "complex":
             assert meta["validator_scores"]["answer_sentences"] >= 2
     reasons = [r["reason"] for r in rejected]
-    assert any(r.startswith("question refers to a text ('According to the text')")
-               for r in reasons), reasons
+    # the question that needs the passage fails the cheap check and is written again
+    assert list(summary["this_run"]["retried_by_reason"]) == [
+        "instruct: question refers to a text ('According to the text'), which the reader never "
+        "sees"], summary["this_run"]["retried_by_reason"]
     assert any(re.match(r"answer refers to a text \('According to the passage'\)", r)
                for r in reasons), reasons
-    stages = {r["reason"]: r["stage"] for r in rejected}
-    assert stages[next(r for r in reasons if r.startswith("question refers"))] == "instruct"
+    assert all(r["stage"] != "instruct" for r in rejected)
