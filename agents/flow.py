@@ -173,8 +173,9 @@ class Skill:
         """An endless, deterministic stream of work items spread evenly over the taxonomy.
 
         Subcategories are dealt like cards (weighted, reshuffled each deck) so every type gets its
-        share; `per_chunk` consecutive items share a seed chunk so the server's prompt cache and
-        the transformation cache are reused.
+        share; `per_chunk` consecutive items share a seed chunk and its transformation, so the
+        server's prompt cache and the transformation cache are reused (one transformation call
+        feeds them all; a chunk comes back with another one in a later round).
         """
         rng = random.Random(seed)
         order = self.seed_chunks(chunks)
@@ -184,12 +185,12 @@ class Skill:
         for rnd in range(1_000_000):
             rng.shuffle(order)
             for chunk in order:
+                trans = rng.choices(self.spec.transformations,
+                                    weights=[t.weight for t in self.spec.transformations])[0]
                 for _ in range(per_chunk):
                     if not deck:
                         deck = _weighted_deck(taxonomy, rng)
                     sub = deck.pop()
-                    trans = rng.choices(self.spec.transformations,
-                                        weights=[t.weight for t in self.spec.transformations])[0]
                     n += 1
                     yield WorkItem(
                         id=stable_id(self.name, seed, chunk.id, sub.name, trans.name, rnd, n),

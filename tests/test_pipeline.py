@@ -257,7 +257,7 @@ def test_a_teacher_going_down_leaves_no_call_running_behind(corpus, tmp_path):
     from models import TeacherUnavailable
 
     class GoesDown:
-        model_name, slots = "goes-down", 2
+        model_name, slots = "goes-down", 4  # 8 workers: several chunks, some transformed
         transformations = 0
 
         async def chat(self, messages, *, schema=None, **kw):

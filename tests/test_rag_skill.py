@@ -153,8 +153,12 @@ def test_plan_is_deterministic_unique_and_spread_over_the_taxonomy():
     fair = len(first) / len(skill.spec.taxonomy)
     assert set(counts) == {s.name for s in skill.spec.taxonomy}
     assert max(counts.values()) <= 1.5 * fair
-    # per_chunk consecutive items share their seed chunk (prompt-cache reuse)
-    assert all(first[i].seed_chunk_id == first[i + 1].seed_chunk_id for i in range(0, 20, 2))
+    # per_chunk consecutive items share their seed chunk and its transformation (one
+    # transformation call and the prompt cache serve both)
+    assert all(first[i].seed_chunk_id == first[i + 1].seed_chunk_id
+               and first[i].transformation == first[i + 1].transformation
+               for i in range(0, len(first), 2))
+    assert len({x.transformation for x in first}) == len(skill.spec.transformations)
 
 
 @pytest.mark.parametrize("question, problem", [
