@@ -2,6 +2,7 @@
 acceptance, waste and prompt tokens with the real teacher.
 
     python bench/before_after.py --before COMMIT [--skill rag] [--items 40] [--per-chunk 2]
+                                 [--keep DIR]
 
 Each side runs `python -m engine --skill S --input INPUT` for exactly --items work items
 (`--max-attempts`; --num is set out of reach) with the same seed, so both sides plan the same
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,6 +53,9 @@ def report(name: str, run: dict) -> None:
           f"{run['teacher_calls']} calls, {run['wall_s']:.0f} s")
     top = sorted(run["rejected_by_reason"].items(), key=lambda kv: -kv[1])[:6]
     print("        rejected: " + "; ".join(f"{reason} ×{n}" for reason, n in top))
+    if retried := run.get("retried_by_reason"):  # absent before commit 21cc2f9
+        print("        asked again: " + "; ".join(f"{reason} ×{n}"
+                                                  for reason, n in list(retried.items())[:6]))
 
 
 def ratio(after: float, before: float) -> str:
@@ -65,6 +70,7 @@ def main() -> None:
     ap.add_argument("--per-chunk", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--input", type=Path, default=ROOT.parent / "shared" / "corpus")
+    ap.add_argument("--keep", type=Path, help="copy both sides' output folders here")
     args = ap.parse_args()
     args.input = args.input.resolve()
     print(f"machine: {os.cpu_count()} cores {platform.machine()}, Python "
@@ -79,6 +85,9 @@ def main() -> None:
             report("before", before)
             after = run_engine(ROOT, Path(tmp) / "out-after", args)
             report("after", after)
+            if args.keep:
+                for side in ("out-before", "out-after"):
+                    shutil.copytree(Path(tmp) / side, args.keep / side, dirs_exist_ok=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT,
                            capture_output=True)
