@@ -135,6 +135,11 @@ class NearDupIndex:
             return _nlist_for(total) >= IVF_REGROW * self._index.nlist
         return True  # HNSW, from a run saved before IVF
 
+    def rebuilds_at_next_add(self) -> bool:
+        """Whether the next add() re-clusters (seconds at ~262k vectors): the gate runs that
+        one off the event loop."""
+        return self._outgrown(self.ntotal + 1)
+
     def _rebuild(self, incoming: np.ndarray, norms: np.ndarray, total: int) -> None:
         """Move what is stored, in order, into a new index sized for `total` vectors, trained
         on a sample spread over the stored and the `incoming` rows (the caller adds those).

@@ -36,6 +36,9 @@ class DedupGate:
         self.near = NearDupIndex(embedder.dim, threshold)
         self._unsaved = 0
         self._prepared: dict[str, np.ndarray] = {}
+        # held while a commit writes the FAISS index in a thread: reads wait, FAISS is not
+        # safe to search while it is written
+        self._writing = asyncio.Lock()
 
     async def prepare(self, instructions: list[str]) -> None:
         """Embed a batch of instructions in one call (the sink drains every ready result at
@@ -95,8 +98,14 @@ class DedupGate:
     async def precheck(self, instruction: str) -> tuple[str, str] | None:
         """(stage, reason) the sink's check would reject with now, or None; nothing is
         committed. For the flows, before an answer is paid for (the embedder remembers the
-        embedding, so the sink's check reuses it)."""
-        reason = (await self.check(instruction))[0]
+        embedding, so the sink's check reuses it). Waits for a commit running in a thread."""
+        if self.exact.seen(instruction):
+            return "dedup", "exact duplicate"
+        vec = self._prepared.get(instruction)
+        if vec is None:
+            vec = (await self.embedder.aencode([instruction]))[0]
+        async with self._writing:
+            reason = self.verdict(instruction, vec)[0]
         return None if reason is None else (rejection_stage(reason), reason)
 
     def verdict(self, instruction: str, vec: np.ndarray) -> tuple[str | None, np.ndarray | None,
@@ -119,10 +128,26 @@ class DedupGate:
         self.exact.add(instruction)
         self.near.add(vec)
         self._unsaved += 1
-        # a save rewrites the whole index (~0.8 GB at 1M): save after 5% growth, not every 25;
-        # a resume embeds only the records since the last save (restore)
-        if self._unsaved >= max(save_every, (self.near.ntotal - self._unsaved) // 20):
+        if self._save_due(self._unsaved, save_every):
             self.save()
+
+    async def acommit(self, instruction: str, vec: np.ndarray, save_every: int = 25) -> None:
+        """commit() from the event loop. The rare heavy one (a re-clustering: 11-12 s at
+        ~262k; a save: ~1 GB at 1M) runs in a thread, so the teacher's calls go on being sent
+        and read meanwhile; prechecks wait for it."""
+        heavy = self.near.rebuilds_at_next_add() or self._save_due(self._unsaved + 1, save_every)
+        if not heavy:
+            self.commit(instruction, vec, save_every)
+            return
+        async with self._writing:
+            await asyncio.to_thread(self.commit, instruction, vec, save_every)
+
+    def _save_due(self, unsaved: int, save_every: int) -> bool:
+        """Whether `unsaved` records since the last save call for one. A save rewrites the
+        whole index (~0.8 GB at 1M): after 5% growth, not every 25; a resume embeds only the
+        records since the last save (restore)."""
+        saved = self.near.ntotal - self._unsaved  # what the last save held: a commit keeps it
+        return unsaved >= max(save_every, saved // 20)
 
     def save(self) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)

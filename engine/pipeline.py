@@ -334,7 +334,7 @@ async def _accept(candidate: Candidate, sinks: Sinks, stats: RunStats) -> Reject
         return rejection(item, "format", "does not fit the output format", str(exc),
                          candidate.instruction, candidate.usage)
     sinks.data.write(row)
-    sinks.gate.commit(candidate.instruction, vec)
+    await sinks.gate.acommit(candidate.instruction, vec)
     sinks.done_ids.add(record.id)
     stats.accepted += 1
     stats.by_skill[record.skill] += 1

@@ -77,3 +77,57 @@ def test_saves_grow_sparse_as_the_index_grows(embedder, tmp_path):
     assert NearDupIndex.load(path, 0.9).ntotal == 2000
     g.commit("question 99", rng.normal(size=g.near.dim))
     assert NearDupIndex.load(path, 0.9).ntotal == 2100
+
+
+def test_a_heavy_commit_runs_off_the_event_loop_and_prechecks_wait_for_it(embedder, tmp_path):
+    """A re-clustering commit runs in a thread: the event loop stays free (only the loop can
+    release the stalled rebuild below, so a commit on the loop would hang until the timeout),
+    and a precheck meanwhile waits, then sees the committed instruction."""
+    import threading
+
+    g = gate(embedder, tmp_path / "near.faiss")
+    g.near = NearDupIndex(embedder.dim, 0.9, flat_limit=0)  # the next add re-clusters
+    assert g.near.rebuilds_at_next_add()
+    started, release = threading.Event(), threading.Event()
+    rebuild = g.near._rebuild
+
+    def stalled_rebuild(*args):
+        started.set()
+        assert release.wait(30), "the event loop was blocked by the commit"
+        rebuild(*args)
+    g.near._rebuild = stalled_rebuild
+
+    async def main():
+        text = QUESTIONS[0]
+        vec = (await g.embedder.aencode([text]))[0]
+        commit = asyncio.create_task(g.acommit(text, vec))
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        pending = asyncio.create_task(g.precheck("How tall is Mount Etna in Sicily, Italy?"))
+        await asyncio.sleep(0.05)
+        waited = not pending.done()
+        release.set()  # the loop is free: it runs this line while the commit is in its thread
+        await commit
+        return waited, await pending
+
+    waited, verdict = asyncio.run(main())
+    assert waited and verdict is not None and verdict[1].startswith("near duplicate")
+    assert g.near.ntotal == 1 and g.exact.seen(QUESTIONS[0])
+
+
+def test_acommit_saves_when_commit_would(embedder, tmp_path):
+    """acommit decides 'heavy' with the same rule commit() saves by: both gates save alike."""
+    vecs = embedder.encode([f"Question number {i} about honey bees and volcanoes?"
+                            for i in range(60)])
+    sync, async_ = gate(embedder, tmp_path / "a.faiss"), gate(embedder, tmp_path / "b.faiss")
+    saves = {"a": [], "b": []}
+    sync.save = lambda: saves["a"].append(sync.near.ntotal) or DedupGate.save(sync)
+    async_.save = lambda: saves["b"].append(async_.near.ntotal) or DedupGate.save(async_)
+
+    async def fill():
+        for i, vec in enumerate(vecs):
+            await async_.acommit(f"q{i}", vec, save_every=7)
+    for i, vec in enumerate(vecs):
+        sync.commit(f"q{i}", vec, save_every=7)
+    asyncio.run(fill())
+    assert saves["a"] == saves["b"] and len(saves["a"]) >= 8

@@ -145,5 +145,8 @@ class GateProxy:
         # this lands before this worker's next admit
         self.actor.commit.remote(self.shard, instruction, vec)
 
+    async def acommit(self, instruction: str, vec: np.ndarray) -> None:
+        self.commit(instruction, vec)  # sent, not awaited: nothing heavy runs here
+
     def save(self) -> None:
         pass  # the actor saves the index
