@@ -57,12 +57,12 @@ class FlowContext:
     settings: FlowSettings
     # the engine's dedup gate, read only: (stage, reason) an instruction would be rejected with
     novelty: Callable[[str], Awaitable[tuple[str, str] | None]] | None = None
-    _transforms: dict[tuple, tuple[asyncio.Future, Trace]] = field(default_factory=dict)
+    _transforms: dict[tuple, Shared] = field(default_factory=dict)
 
     async def aclose(self) -> None:
         """Stop shared calls still running (their items were abandoned): they must not outlive
         the teacher's session nor leave an exception nobody reads."""
-        pending = [task for task, _ in self._transforms.values() if not task.done()]
+        pending = [shared.task for shared in self._transforms.values() if not shared.task.done()]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -74,6 +74,26 @@ class Trace:
 
     usage: Usage = field(default_factory=Usage)
     steps: list[dict[str, Any]] = field(default_factory=list)
+    shared: list[Shared] = field(default_factory=list)  # shared calls whose result it used
+
+
+@dataclass
+class Shared:
+    """One call whose result several items use (a chunk's transformation). Its tokens are
+    charged once, when its users' outcome says whether they were wasted: to the first user that
+    is accepted, else to the last user still waiting when all have been rejected."""
+
+    task: asyncio.Future
+    usage: Usage
+    users: int = 0  # items that awaited it and have not ended yet
+    charged: bool = False
+
+    def settle(self, usage: Usage, accepted: bool) -> None:
+        """One user ended: charge the call to its usage if this user decides the call's fate."""
+        self.users -= 1
+        if not self.charged and (accepted or self.users == 0):
+            usage.merge(self.usage)
+            self.charged = True
 
 
 class Question(BaseModel):
@@ -202,7 +222,8 @@ class Skill:
     async def ask(self, ctx: FlowContext, trace: Trace, stage: str, prompt: str, output: type[T],
                   seed: int, system: str | None = None, temperature: float | None = None,
                   salvage: Callable[[str], T | None] | None = None,
-                  check: Callable[[T], str | None] | None = None) -> T:
+                  check: Callable[[T], str | None] | None = None,
+                  retries: int | None = None) -> T:
         """One constrained call, retried with a new seed when the reply is unusable; `salvage`
         may rescue a reply cut off by max_tokens instead of paying for another.
 
@@ -213,8 +234,9 @@ class Skill:
         messages = ([ChatMessage(role="system", content=system)] if system else []) + [
             ChatMessage(role="user", content=prompt)]
         last: ReplyError | Rejected | None = None
-        for attempt in range(ctx.settings.reply_retries + 1):
-            again = attempt < ctx.settings.reply_retries
+        retries = ctx.settings.reply_retries if retries is None else retries
+        for attempt in range(retries + 1):
+            again = attempt < retries
             try:
                 value, completion = await chat_json(
                     ctx.teacher, messages, output, max_tokens=ctx.settings.max_tokens,
@@ -247,34 +269,42 @@ class Skill:
 
     async def shared_ask(self, ctx: FlowContext, trace: Trace, key: tuple, prompt: str,
                          output: type[T], seed: int,
-                         salvage: Callable[[str], T | None] | None = None) -> T:
+                         salvage: Callable[[str], T | None] | None = None,
+                         retries: int | None = None) -> T:
         """One constrained call shared by every item with the same key (a transformation of a
-        chunk): the first item asks and pays for it, so tokens are counted once."""
+        chunk): the first item asks, the others wait for its answer, and `Skill.run` charges
+        its tokens once, by outcome (see Shared)."""
         shared = ctx._transforms.get(key)
-        first = shared is None
-        if first:
+        if shared is None:
             own = Trace()
             task = asyncio.ensure_future(self.ask(ctx, own, "transform", prompt, output, seed,
-                                                  salvage=salvage))
+                                                  salvage=salvage, retries=retries))
             # read its outcome even when every waiting item was cancelled: no "never retrieved"
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
-            shared = ctx._transforms[key] = (task, own)
-        task, own = shared
-        try:
-            return await asyncio.shield(task)
-        finally:
-            if first:
-                trace.usage.merge(own.usage)
+            shared = ctx._transforms[key] = Shared(task, own.usage)
+        shared.users += 1
+        trace.shared.append(shared)
+        return await asyncio.shield(shared.task)
 
     async def transform(self, ctx: FlowContext, trace: Trace, chunk: Chunk, name: str) -> str:
-        """Content transformation, shared by every item that uses the same (chunk, agent)."""
+        """Content transformation, shared by every item that uses the same (chunk, agent); with
+        the skill's `transform_fallback`, the seed itself when the teacher fails it."""
         transformation = self.spec.transformation(name)
         if transformation.template is None:
             return chunk.text
-        result = await self.shared_ask(
-            ctx, trace, (self.name, chunk.id, name),
-            self.render(transformation.template, passage=chunk.text), Transformed,
-            seed=int(chunk.id[:8], 16), salvage=salvage_transformed)
+        fallback = self.spec.transform_fallback
+        try:
+            result = await self.shared_ask(
+                ctx, trace, (self.name, chunk.id, name),
+                self.render(transformation.template, passage=chunk.text), Transformed,
+                seed=int(chunk.id[:8], 16), salvage=salvage_transformed,
+                retries=0 if fallback else None)
+        except Rejected as exc:
+            if not fallback:
+                raise
+            # measured: an unusable transformation was mostly a loop, which a new seed repeats
+            trace.steps.append({"step": "transform", "agent": name, "fell_back": exc.reason})
+            return chunk.text
         trace.steps.append({"step": "transform", "agent": name})
         return result.text
 
@@ -351,10 +381,17 @@ class Skill:
         """Run one item; a rejection carries what the item cost, so waste is accounted."""
         trace = Trace()
         try:
-            return await self.generate(ctx, item, trace)
-        except Rejected as exc:
-            exc.usage = trace.usage
+            candidate = await self.generate(ctx, item, trace)
+        except BaseException as exc:  # a rejection, or the item abandoned: no record from it
+            for shared in trace.shared:
+                shared.settle(trace.usage, accepted=False)
+            if isinstance(exc, Rejected):
+                exc.usage = trace.usage
             raise
+        for shared in trace.shared:
+            shared.settle(trace.usage, accepted=True)
+        candidate.usage = trace.usage
+        return candidate
 
     async def generate(self, ctx: FlowContext, item: WorkItem, trace: Trace) -> Candidate:
         raise NotImplementedError(f"skill {self.name} must implement generate()")

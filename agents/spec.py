@@ -44,6 +44,10 @@ class SkillSpec(BaseModel):
     multi_turn: bool = False
     round_trip: bool = Field(False, description="retrieval round-trip filter on by default: the "
                              "instruction must retrieve its own seed chunk")
+    transform_fallback: bool = Field(
+        False, description="a transformation the teacher fails (cut off past salvage, looping, "
+        "unparsable) is asked once and the seed passes on unchanged, instead of ending the item; "
+        "for skills whose types do not need the transformed form")
 
     @model_validator(mode="after")
     def _unique_names(self) -> SkillSpec:

@@ -1,5 +1,6 @@
 """Decontamination against eval sets: 13-gram overlap and embedding closeness, per source."""
 
+import itertools
 import json
 
 import pytest
@@ -53,8 +54,9 @@ def test_overlap_and_closeness_are_caught_with_the_source(tmp_path, embedder):
 def test_a_run_rejects_contaminated_records_and_reports_them(corpus, tmp_path):
     evals = tmp_path / "bench.txt"
     evals.write_text("How tall is Mount Etna in Sicily?\n")
-    questions = iter(["How tall is Mount Etna in Sicily?", "How many workers live in a bee colony?",
-                      "When did the Stockton and Darlington Railway open?"] * 5)
+    questions = itertools.cycle([  # a question off its item's passage is asked again
+        "How tall is Mount Etna in Sicily?", "How many workers live in a bee colony?",
+        "When did the Stockton and Darlington Railway open?"])
     teacher = ScriptedTeacher(rag_replies(lambda p: next(questions)))
     summary, data, rejected = run_skill("rag", corpus, tmp_path / "out", teacher, num=2,
                                         decontaminate=[evals], flow={"refine_rounds": 0})

@@ -1,13 +1,19 @@
-"""The RAG skill without a model: its data, rendered prompts, plan and validators."""
+"""The RAG skill without a model: its data, rendered prompts, plan and validators; and how
+items that share a transformation are charged for it, on a scripted teacher."""
 
+import asyncio
+import json
 from collections import Counter
 
 import pytest
 
+from agents.flow import FlowContext, FlowSettings
+from agents.items import Candidate, Rejected, WorkItem
 from agents.rag import validators as v
 from agents.registry import UnknownSkill, load_skill, skill_names
 from agents.spec import Subcategory
 from retrieval import Chunk
+from tests.fakes import ScriptedTeacher, rag_replies
 
 
 def chunk(i: int, doc: str = "a.md") -> Chunk:
@@ -233,10 +239,26 @@ def test_check_repetition():
                               "single queen that can live for three to five years.") is None
 
 
+def test_an_answer_that_repeats_a_sentence_or_is_cut_off_is_caught():
+    twice = ("The firewall script filters traffic by default. It is a command-line tool that "
+             "controls network devices. It is a command-line tool that controls network devices.")
+    assert v.check_repetition(twice) is None  # too short a loop for the trigram check
+    assert v.check_repeated_sentence(twice) == "answer repeats a sentence"
+    assert v.check_repeated_sentence("Yes. Yes. It opened in 1825 as the first public line.") \
+        is None  # short sentences may repeat
+    cut = "word " * 119 + "and then"
+    assert v.check_complete(cut, 600) == "answer cut off at its length limit"
+    assert v.check_complete(("word " * 119).strip() + ".", 600) is None
+    assert v.check_complete("Arabica and Robusta", 600) is None  # short, no full stop: fine
+
+
 @pytest.mark.parametrize("answer, ok", [
     ("The documents do not say when it closed.", True),
     ("This information is not provided.", True),
+    ("There is no mention of a closing date in the sources.", True),
     ("It closed in 1901.", False),
+    ("This is an answer to the question, but it is not a detailed answer. The answer is not an "
+     "answer to the question.", False),
 ])
 def test_check_refusal(answer, ok):
     assert (v.check_refusal(answer) is None) == ok
@@ -272,3 +294,91 @@ def test_check_on_topic(question, ok):
 def test_check_adds_information(answer, ok):
     question = "Is Titan the largest moon in the Solar System, bigger than Mercury?"
     assert (v.check_adds_information(question, answer) is None) == ok
+
+
+# -- a shared transformation's tokens are charged by outcome ----------------------------------
+
+@pytest.fixture(scope="module")
+def bee_index(tmp_path_factory, embedder):
+    from retrieval import CorpusIndex
+    from tests.conftest import write_corpus
+    root = tmp_path_factory.mktemp("shared")
+    return CorpusIndex.build_or_load(write_corpus(root / "corpus"), root / "index", embedder)
+
+
+def bee_teacher():
+    """key_facts passes the passage on; yes/no questions always refer to 'the passage' (their
+    item ends at instruct), single-fact ones are good and answered from document [1]."""
+    base = rag_replies(lambda prompt: "How many workers live in a honey bee colony?")
+
+    def reply(messages, schema):
+        prompt = messages[-1].content
+        if "Passage:\n" in prompt:
+            return json.dumps({"text": prompt.split("Passage:\n", 1)[1].split("\n\nReply")[0]})
+        if "\nWrite ONE yes no question" in prompt:
+            return json.dumps({"question": "Does the passage say that?"})
+        return base(messages, schema)
+    return ScriptedTeacher(reply)
+
+
+def shared_items(index):
+    chunk = next(c for c in index.chunks if c.doc_path.endswith("bees.txt"))
+    return [WorkItem(id=sub, skill="rag", subcategory=sub, transformation="key_facts",
+                     seed_chunk_id=chunk.id, seed=5) for sub in ("yes_no", "single_fact")]
+
+
+async def outcome(skill, ctx, item):
+    try:
+        return await skill.run(ctx, item)
+    except Rejected as exc:
+        return exc
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_a_shared_transformation_is_charged_to_the_item_that_is_kept(bee_index, together):
+    """Two items share one transformation call. Run together, the rejected one ends first while
+    the other still waits: the call is charged to the kept one, and is not waste. Run one after
+    the other, the rejected one is its only user when it ends: it is charged the call."""
+    skill = load_skill("rag")
+    ctx = FlowContext(teacher=bee_teacher(), index=bee_index,
+                      settings=FlowSettings(refine_rounds=0))
+    items = shared_items(bee_index)
+
+    async def main():
+        if together:
+            return await asyncio.gather(*(outcome(skill, ctx, item) for item in items))
+        return [await outcome(skill, ctx, item) for item in items]
+
+    rejected, kept = asyncio.run(main())
+    assert isinstance(rejected, Rejected) and rejected.stage == "instruct"
+    assert isinstance(kept, Candidate)
+    transform_calls = [p for p in ctx.teacher.prompts if "Passage:\n" in p[-1].content]
+    assert len(transform_calls) == 1  # one call, whatever the order
+    payer, free = (kept, rejected) if together else (rejected, kept)
+    assert payer.usage.by_stage["transform"] > 0 and "transform" not in free.usage.by_stage
+
+
+def test_a_failed_transformation_is_asked_once_and_the_passage_goes_on(bee_index):
+    """RAG's skill.toml sets transform_fallback: a transformation the teacher fails (here: JSON
+    cut off) is not asked again, and the item goes on from the passage as it is."""
+    base = bee_teacher().reply
+
+    def reply(messages, schema):
+        if "Passage:\n" in messages[-1].content:
+            return '{"text": "- fact one\\n- fact one\\n- fact one'  # cut off, nothing to salvage
+        return base(messages, schema)
+
+    skill = load_skill("rag")
+    assert skill.spec.transform_fallback
+    ctx = FlowContext(teacher=ScriptedTeacher(reply), index=bee_index,
+                      settings=FlowSettings(refine_rounds=0))
+    item = shared_items(bee_index)[1]  # single_fact, key_facts
+    candidate = asyncio.run(skill.run(ctx, item))
+    prompts = [p[-1].content for p in ctx.teacher.prompts]
+    assert sum("Passage:\n" in p for p in prompts) == 1
+    assert candidate.metadata["transformation"] == "key_facts"
+    assert candidate.metadata["transformation_fell_back"] is True
+    chunk = bee_index.get(item.seed_chunk_id)
+    instruct = next(p for p in prompts if "\nWrite ONE" in p)
+    assert chunk.text in instruct  # the passage itself, not a transformation of it
+    assert candidate.usage.by_stage["transform"] > 0  # the failed call is still paid for

@@ -18,6 +18,9 @@ from models import ChatMessage
 from retrieval import Chunk
 
 
+ANSWER_CHARS = 600  # the answer's length limit in its schema
+
+
 @functools.lru_cache(maxsize=64)
 def answer_schema(n_documents: int, answerable: bool) -> type[BaseModel]:
     """The reply shape, narrowed per item so constrained decoding rules out whole classes of
@@ -26,7 +29,7 @@ def answer_schema(n_documents: int, answerable: bool) -> type[BaseModel]:
     if answerable:
         return create_model(
             "Answer", answerable=(Literal[True], ...),
-            answer=(str, Field(min_length=2, max_length=600)),
+            answer=(str, Field(min_length=2, max_length=ANSWER_CHARS)),
             citations=(list[Annotated[int, Field(ge=1, le=n_documents)]],
                        Field(min_length=1, max_length=min(3, n_documents))))
     return create_model(
@@ -95,6 +98,8 @@ class RagSkill(Skill):
             "passages": [c.id for c in sources],
             "documents": [c.id for c in documents],
             "transformation": item.transformation,
+            # the teacher failed it: the passage went on as it is (skill.toml transform_fallback)
+            "transformation_fell_back": any("fell_back" in s for s in trace.steps),
             "instruction_type": sub.name,
             "anchor": anchor,
             "answerable": sub.answerable,
@@ -135,8 +140,11 @@ class RagSkill(Skill):
                     documents: list[Chunk]) -> Verdict:
         """The validators on one reply, cheapest first."""
         verdict = Verdict(reply.answer.strip(), sorted(set(reply.citations)))
-        verdict.problem = v.check_citations(verdict.citations, len(documents), reply.answerable,
-                                            sub) or v.check_repetition(verdict.answer)
+        verdict.problem = (v.check_citations(verdict.citations, len(documents), reply.answerable,
+                                             sub)
+                           or v.check_repetition(verdict.answer)
+                           or v.check_repeated_sentence(verdict.answer)
+                           or v.check_complete(verdict.answer, ANSWER_CHARS))
         if verdict.problem or not sub.answerable:
             verdict.problem = verdict.problem or v.check_refusal(verdict.answer)
             return verdict

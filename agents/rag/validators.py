@@ -19,6 +19,11 @@ GENERIC = frozenset("answer answers question questions source sources text texts
                     " mentioned described stated according provide provided details detail topic"
                     " topics subject".split())
 REFUSAL_CUES = ("not", "no ", "cannot", "can't", "unable", "unknown", "n't", "none of the")
+# what a refusal is about: the documents or what they give ("not a detailed answer" is not one)
+REFUSAL_SUBJECT = re.compile(
+    r"\b(documents?|sources?|texts?|passages?|information|context|provided|mentions?|mentioned"
+    r"|says?|stated?|states|contains?|gives?|specif(y|ies|ied)|available|data)\b", re.IGNORECASE)
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 YES_NO = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
 # requests a user types without a question mark ("How to rotate the nftables log?" as often
 # without it): a request, not a statement
@@ -95,9 +100,31 @@ def check_citations(citations: list[int], n_documents: int, answerable: bool,
 
 
 def check_refusal(answer: str) -> str | None:
+    """A refusal says that the documents (or the information) lack the answer: a negation
+    alone passes nonsense such as "This is an answer, but it is not a detailed answer"."""
     text = f" {answer.lower()} "
-    if not any(cue in text for cue in REFUSAL_CUES):
+    if not any(cue in text for cue in REFUSAL_CUES) or not REFUSAL_SUBJECT.search(answer):
         return "unanswerable answer does not say the documents lack the answer"
+    return None
+
+
+def check_repeated_sentence(answer: str, min_words: int = 5) -> str | None:
+    """A small teacher repeats a whole sentence of its answer (looser than the trigram loop
+    check, which misses two copies in a longer answer). For answers, not for poems' refrains."""
+    seen: set[str] = set()
+    for sentence in SENTENCE_END.split(answer):
+        words = tuple(_WORD.findall(sentence.lower()))
+        if len(words) >= min_words:
+            if words in seen:
+                return "answer repeats a sentence"
+            seen.add(words)
+    return None
+
+
+def check_complete(answer: str, max_chars: int) -> str | None:
+    """An answer that fills its length limit and stops mid-sentence was cut off by the schema."""
+    if len(answer) >= 0.9 * max_chars and answer.rstrip()[-1:] not in '.!?)]"\'`':
+        return "answer cut off at its length limit"
     return None
 
 
