@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import inspect
 import json
 import random
 import re
@@ -222,7 +223,7 @@ class Skill:
     async def ask(self, ctx: FlowContext, trace: Trace, stage: str, prompt: str, output: type[T],
                   seed: int, system: str | None = None, temperature: float | None = None,
                   salvage: Callable[[str], T | None] | None = None,
-                  check: Callable[[T], str | None] | None = None,
+                  check: Callable[[T], str | None | Awaitable[str | None]] | None = None,
                   retries: int | None = None) -> T:
         """One constrained call, retried with a new seed when the reply is unusable; `salvage`
         may rescue a reply cut off by max_tokens instead of paying for another.
@@ -254,7 +255,10 @@ class Skill:
                 last = exc
                 continue
             trace.usage.add(completion, stage)
-            if check and (problem := check(value)):
+            problem = check(value) if check else None
+            if inspect.isawaitable(problem):
+                problem = await problem
+            if problem:
                 if again:
                     trace.usage.retry(stage, problem)
                 last = Rejected(stage, problem, raw=completion.text)
@@ -309,31 +313,56 @@ class Skill:
         return result.text
 
     async def instruct(self, ctx: FlowContext, trace: Trace, sub: Subcategory,
-                       passages: list[str], seed: int, anchor: str | None = None) -> str:
-        """The seed instruction, asked again while it fails the skill's cheap checks; with an
-        `anchor` (a term of the passage) it is asked about it."""
+                       passages: list[str], seed: int, anchor: str | None = None,
+                       source: Chunk | None = None) -> str:
+        """The seed instruction, asked again while it fails the skill's cheap checks (and, given
+        its `source` chunk, the retrieval round trip); with an `anchor` (a term of the passage)
+        it is asked about it."""
         prompt = self.render("instruct.j2", subcategory=sub, passages=passages, anchor=anchor)
         output = anchored_question(anchor) if anchor else Question
-        question = first_question((await self.ask(
-            ctx, trace, "instruct", prompt, output, seed,
-            check=lambda reply: self.check_instruction(first_question(reply.question),
-                                                       passages))).question)
+
+        async def check(reply: BaseModel) -> str | None:
+            question = first_question(reply.question)
+            return self.check_instruction(question, passages) or \
+                await self.round_trip_problem(ctx, question, source)
+
+        question = first_question((await self.ask(ctx, trace, "instruct", prompt, output, seed,
+                                                  check=check)).question)
         trace.steps.append({"step": "instruct", "question": question,
                             **({"anchor": anchor} if anchor else {})})
         return question
+
+    def round_trips(self, ctx: FlowContext) -> bool:
+        wanted = ctx.settings.round_trip_skills
+        return bool(ctx.settings.round_trip_k) and (
+            self.name in wanted if wanted is not None else self.spec.round_trip)
+
+    async def round_trip_rank(self, ctx: FlowContext, instruction: str, source: Chunk
+                              ) -> int | None:
+        """Where the instruction's own source ranks among the corpus index's top k for it."""
+        k = ctx.settings.round_trip_k
+        hits = await ctx.index.asearch(instruction, k=min(k, len(ctx.index)))
+        return next((n for n, h in enumerate(hits, 1) if h.chunk.id == source.id
+                     or overlapping(h.chunk, source)), None)
+
+    async def round_trip_problem(self, ctx: FlowContext, instruction: str,
+                                 source: Chunk | None) -> str | None:
+        """The round trip as a cheap check (a search, milliseconds): the flows ask a question
+        again, or drop an edit, that fails it, before the calls after it are paid for."""
+        if source is None or not self.round_trips(ctx) \
+                or await self.round_trip_rank(ctx, instruction, source) is not None:
+            return None
+        return f"instruction does not retrieve its source in the top {ctx.settings.round_trip_k}"
 
     async def check_round_trip(self, ctx: FlowContext, trace: Trace, instruction: str,
                                source: Chunk) -> None:
         """Retrieval round trip: a question written from a chunk must find that chunk among the
         corpus index's top k; one that does not is ambiguous, generic or leaks nothing of its
         source, and is rejected before its answer is paid for."""
-        k = ctx.settings.round_trip_k
-        wanted = ctx.settings.round_trip_skills
-        if not k or not (self.name in wanted if wanted is not None else self.spec.round_trip):
+        if not self.round_trips(ctx):
             return
-        hits = await ctx.index.asearch(instruction, k=min(k, len(ctx.index)))
-        rank = next((n for n, h in enumerate(hits, 1) if h.chunk.id == source.id
-                     or overlapping(h.chunk, source)), None)
+        k = ctx.settings.round_trip_k
+        rank = await self.round_trip_rank(ctx, instruction, source)
         trace.steps.append({"step": "round_trip", "k": k, "rank": rank})
         if rank is None:
             raise Rejected("round_trip", f"instruction does not retrieve its source in the top {k}",
@@ -354,9 +383,10 @@ class Skill:
         return None
 
     async def refine(self, ctx: FlowContext, trace: Trace, sub: Subcategory, passages: list[str],
-                     question: str, seed: int) -> str:
+                     question: str, seed: int, source: Chunk | None = None) -> str:
         """Suggester → editor rounds; each round's goal is drawn from the skill's list. An edit
-        that fails the skill's cheap checks is dropped and the previous version kept."""
+        that fails the skill's cheap checks (or, given its `source`, the round trip) is dropped
+        and the previous version kept."""
         rng = random.Random(seed)
         for rnd in range(ctx.settings.refine_rounds):
             goal = rng.choice(self.spec.refinement_goals)
@@ -368,7 +398,8 @@ class Skill:
                                  suggestions=suggestions)
             edited = first_question((await self.ask(ctx, trace, "edit", prompt, Question,
                                                     seed + 211 * (rnd + 1))).question)
-            problem = self.check_instruction(edited, passages)
+            problem = self.check_instruction(edited, passages) or \
+                await self.round_trip_problem(ctx, edited, source)
             trace.steps.append({"step": "refine", "round": rnd + 1, "goal": goal,
                                 "suggestions": suggestions, "before": question, "after": edited,
                                 "kept": problem is None, **({"dropped_because": problem}
