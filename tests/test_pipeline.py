@@ -371,9 +371,11 @@ def test_an_answer_the_validators_reject_is_asked_again(corpus, tmp_path, answer
     re-asked one is grounded: with one answer retry no item is lost to grounding, with none
     every item that is answered is."""
     base = rag_replies(on_topic_questions())
-    # it has the form every answerable type asks for: Yes or No first, a number, a list
+    # it has the form every answerable type asks for: Yes or No first, a number, a list,
+    # a few sentences' worth of words
     off_source = json.dumps({"answerable": True, "citations": [1], "answer":
-                             "Yes, 40 emperor penguins and their chicks huddle in winter."})
+                             "Yes, about 40 emperor penguins and their chicks huddle together "
+                             "through the long and dark Antarctic winter."})
     first: set[tuple[str, int]] = set()
 
     def reply(messages, schema):

@@ -239,6 +239,30 @@ def test_check_repetition():
                               "single queen that can live for three to five years.") is None
 
 
+@pytest.mark.parametrize("answer, expects, problem", [
+    ("14.2.4. installnopacket-filter-nfbt.dyn.dyn", "prose", "not a few sentences of prose"),
+    ("The nftables file", "sentence", "not a sentence"),
+    ("Stephenson built it, and the line opened in 1830.", "sentence", None),
+    ("[1.0]", "prose", "not a few sentences of prose"),
+    ("Debconf asks the questions a package needs while it is installed, and stores the answers "
+     "so that later upgrades can reuse them.", "prose", None),
+    ("The documents do not contain this information: say so in one sentence.", "any",
+     "copies the prompt's instructions ('say so in one sentence')"),
+    ("The documents do not contain this information.", "any", None),
+])
+def test_thin_answers_and_echoed_instructions_are_caught(answer, expects, problem):
+    """Both were accepted in a measured run before these checks."""
+    found = v.check_echo(answer) or v.check_form(answer, expects)
+    assert (found is None) if problem is None else (problem in found)
+
+
+def test_a_section_heading_is_not_an_answer():
+    assert v.check_not_heading("6.7.2. Handling Problems After an Upgrade") \
+        == "answer is a section heading"
+    assert v.check_not_heading("12.3.2.3. Preparing a Bootable USB Key") is not None
+    assert v.check_not_heading("1.5 million packages were built in 2023.") is None
+
+
 def test_an_answer_that_repeats_a_sentence_or_is_cut_off_is_caught():
     twice = ("The firewall script filters traffic by default. It is a command-line tool that "
              "controls network devices. It is a command-line tool that controls network devices.")

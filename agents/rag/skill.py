@@ -144,13 +144,15 @@ class RagSkill(Skill):
         verdict = Verdict(reply.answer.strip(), sorted(set(reply.citations)))
         verdict.problem = (v.check_citations(verdict.citations, len(documents), reply.answerable,
                                              sub)
+                           or v.check_echo(verdict.answer)
                            or v.check_repetition(verdict.answer)
                            or v.check_repeated_sentence(verdict.answer)
                            or v.check_complete(verdict.answer, ANSWER_CHARS))
         if verdict.problem or not sub.answerable:
             verdict.problem = verdict.problem or v.check_refusal(verdict.answer)
             return verdict
-        verdict.problem = (v.check_form(verdict.answer, sub.expects)
+        verdict.problem = (v.check_not_heading(verdict.answer)
+                           or v.check_form(verdict.answer, sub.expects)
                            or v.check_adds_information(question, verdict.answer))
         if verdict.problem:
             return verdict

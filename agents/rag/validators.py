@@ -128,6 +128,20 @@ def check_complete(answer: str, max_chars: int) -> str | None:
     return None
 
 
+# the respond prompt's own instructions, which a small teacher copies as its answer
+# ("The documents do not contain this information: say so in one sentence.")
+PROMPT_ECHOES = ("say so in one sentence", "reply in json", "answer briefly with facts",
+                 "cite the documents you", "using only the documents provided")
+_PROSE_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*[.,;:!?)]*")
+
+
+def check_echo(answer: str) -> str | None:
+    text = " ".join(answer.lower().split())
+    if echo := next((e for e in PROMPT_ECHOES if e in text), None):
+        return f"answer copies the prompt's instructions ('{echo}')"
+    return None
+
+
 def check_form(answer: str, expects: str) -> str | None:
     if expects == "yes_no" and not YES_NO.match(answer):
         return "yes/no answer does not start with Yes or No"
@@ -135,6 +149,27 @@ def check_form(answer: str, expects: str) -> str | None:
         return "numeric answer contains no number"
     if expects == "list" and not re.search(r",|;|\n|\band\b", answer):
         return "list answer names fewer than two items"
+    # explanations and summaries are a few sentences, a multi-hop answer at least one: not a
+    # heading, a path or a bracketed number (each seen accepted before these forms)
+    if expects in ("prose", "sentence"):
+        words = answer.split()
+        least = 12 if expects == "prose" else 6
+        if len(words) < least or sum(bool(_PROSE_WORD.fullmatch(w)) for w in words) \
+                < 0.6 * len(words):
+            return "answer is not a few sentences of prose" if expects == "prose" \
+                else "answer is not a sentence"
+    return None
+
+
+# "6.7.2. Handling ..." and "12.3.2 Creating ..." are headings; "1.5 million" is a number
+SECTION_HEADING = re.compile(r"^\W*\d+(\.\d+)+\.\s|^\W*\d+(\.\d+){2,}\s")
+
+
+def check_not_heading(answer: str) -> str | None:
+    """A small teacher answers with the section title of the passage ("6.7.2. Handling
+    Problems After an Upgrade")."""
+    if SECTION_HEADING.match(answer):
+        return "answer is a section heading"
     return None
 
 
