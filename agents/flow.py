@@ -332,41 +332,26 @@ class Skill:
                             **({"anchor": anchor} if anchor else {})})
         return question
 
-    def round_trips(self, ctx: FlowContext) -> bool:
-        wanted = ctx.settings.round_trip_skills
-        return bool(ctx.settings.round_trip_k) and (
-            self.name in wanted if wanted is not None else self.spec.round_trip)
-
-    async def round_trip_rank(self, ctx: FlowContext, instruction: str, source: Chunk
-                              ) -> int | None:
-        """Where the instruction's own source ranks among the corpus index's top k for it."""
-        k = ctx.settings.round_trip_k
-        hits = await ctx.index.asearch(instruction, k=min(k, len(ctx.index)))
-        return next((n for n, h in enumerate(hits, 1) if h.chunk.id == source.id
-                     or overlapping(h.chunk, source)), None)
-
     async def round_trip_problem(self, ctx: FlowContext, instruction: str,
                                  source: Chunk | None) -> str | None:
-        """The round trip as a cheap check (a search, milliseconds): the flows ask a question
-        again, or drop an edit, that fails it, before the calls after it are paid for."""
-        if source is None or not self.round_trips(ctx) \
-                or await self.round_trip_rank(ctx, instruction, source) is not None:
-            return None
-        return f"instruction does not retrieve its source in the top {ctx.settings.round_trip_k}"
-
-    async def check_round_trip(self, ctx: FlowContext, trace: Trace, instruction: str,
-                               source: Chunk) -> None:
         """Retrieval round trip: a question written from a chunk must find that chunk among the
         corpus index's top k; one that does not is ambiguous, generic or leaks nothing of its
-        source, and is rejected before its answer is paid for."""
-        if not self.round_trips(ctx):
-            return
-        k = ctx.settings.round_trip_k
-        rank = await self.round_trip_rank(ctx, instruction, source)
-        trace.steps.append({"step": "round_trip", "k": k, "rank": rank})
-        if rank is None:
-            raise Rejected("round_trip", f"instruction does not retrieve its source in the top {k}",
-                           raw=instruction)
+        source. A search (milliseconds), so it is a cheap check: the flows ask a question again,
+        or drop an edit, that fails it, before the calls after it are paid for."""
+        k, wanted = ctx.settings.round_trip_k, ctx.settings.round_trip_skills
+        if source is None or not k or not (
+                self.name in wanted if wanted is not None else self.spec.round_trip):
+            return None
+        hits = await ctx.index.asearch(instruction, k=min(k, len(ctx.index)))
+        if any(h.chunk.id == source.id or overlapping(h.chunk, source) for h in hits):
+            return None
+        return f"instruction does not retrieve its source in the top {k}"
+
+    async def check_round_trip(self, ctx: FlowContext, instruction: str, source: Chunk) -> None:
+        """The round trip on a finished instruction: one that fails it is rejected before its
+        answer is paid for."""
+        if problem := await self.round_trip_problem(ctx, instruction, source):
+            raise Rejected("round_trip", problem, raw=instruction)
 
     async def check_novel(self, ctx: FlowContext, trace: Trace, instruction: str) -> None:
         """An instruction near one already kept would be rejected by the sink's dedup gate:

@@ -125,7 +125,7 @@ class TaskSkill(Skill):
     async def finish(self, ctx: FlowContext, trace: Trace, draft: Draft) -> Candidate:
         """A written task that passed its cheap checks: refine, round trip, respond, validate."""
         await self.refine_task(ctx, trace, draft)
-        await self.check_round_trip(ctx, trace, self.instruction_text(draft), draft.chunk)
+        await self.check_round_trip(ctx, self.instruction_text(draft), draft.chunk)
         await self.check_novel(ctx, trace, self.instruction_text(draft))
         await self.respond(ctx, trace, draft)
         if problem := await self.validate(ctx, draft):

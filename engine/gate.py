@@ -90,10 +90,12 @@ class DedupGate:
         """(rejection reason or None, the embedding to commit, nearest similarity)."""
         if self.exact.seen(instruction):
             return "exact duplicate", None, 1.0
+        return self.verdict(instruction, await self._embedding(instruction))
+
+    async def _embedding(self, instruction: str) -> np.ndarray:
+        """From the batch prepare() embedded, else embedded now."""
         vec = self._prepared.get(instruction)
-        if vec is None:
-            vec = (await self.embedder.aencode([instruction]))[0]
-        return self.verdict(instruction, vec)
+        return (await self.embedder.aencode([instruction]))[0] if vec is None else vec
 
     async def precheck(self, instruction: str) -> tuple[str, str] | None:
         """(stage, reason) the sink's check would reject with now, or None; nothing is
@@ -101,9 +103,7 @@ class DedupGate:
         embedding, so the sink's check reuses it). Waits for a commit running in a thread."""
         if self.exact.seen(instruction):
             return "dedup", "exact duplicate"
-        vec = self._prepared.get(instruction)
-        if vec is None:
-            vec = (await self.embedder.aencode([instruction]))[0]
+        vec = await self._embedding(instruction)
         async with self._writing:
             reason = self.verdict(instruction, vec)[0]
         return None if reason is None else (rejection_stage(reason), reason)

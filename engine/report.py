@@ -77,12 +77,10 @@ def dataset_stats(records: list[dict], rejections: list[dict], vectors: np.ndarr
     responses = [next((m["content"] for m in reversed(to_messages(r))
                        if m["role"] == "assistant"), "") for r in records]
     tokens: Counter = Counter()
-    for usage in [r.get("metadata", {}).get("tokens") for r in records] + [
-            r.get("usage") for r in rejections]:
-        tokens.update({k: v for k, v in (usage or {}).items() if isinstance(v, int)})
     retried: Counter = Counter()
     for usage in [r.get("metadata", {}).get("tokens") for r in records] + [
             r.get("usage") for r in rejections]:
+        tokens.update({k: v for k, v in (usage or {}).items() if isinstance(v, int)})
         retried.update((usage or {}).get("retried") or {})
     by_reason: Counter = Counter()
     by_call: Counter = Counter()

@@ -57,6 +57,16 @@ def embedder():
     return Embedder()
 
 
+@pytest.fixture(scope="module")
+def topic_index(tmp_path_factory, embedder):
+    """The TOPICS corpus indexed (real embedder, FAISS), once per module: for tests that run a
+    skill's flow on one item directly."""
+    from retrieval import CorpusIndex
+
+    root = tmp_path_factory.mktemp("topics")
+    return CorpusIndex.build_or_load(write_corpus(root / "corpus"), root / "index", embedder)
+
+
 @pytest.fixture(scope="session")
 def server_binary() -> Path:
     """The real llama-server, built once into the user cache (a cold CI run compiles it here)."""

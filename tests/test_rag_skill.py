@@ -322,14 +322,6 @@ def test_check_adds_information(answer, ok):
 
 # -- a shared transformation's tokens are charged by outcome ----------------------------------
 
-@pytest.fixture(scope="module")
-def bee_index(tmp_path_factory, embedder):
-    from retrieval import CorpusIndex
-    from tests.conftest import write_corpus
-    root = tmp_path_factory.mktemp("shared")
-    return CorpusIndex.build_or_load(write_corpus(root / "corpus"), root / "index", embedder)
-
-
 def bee_teacher():
     """key_facts passes the passage on; yes/no questions always refer to 'the passage' (their
     item ends at instruct), single-fact ones are good and answered from document [1]."""
@@ -359,14 +351,14 @@ async def outcome(skill, ctx, item):
 
 
 @pytest.mark.parametrize("together", [True, False])
-def test_a_shared_transformation_is_charged_to_the_item_that_is_kept(bee_index, together):
+def test_a_shared_transformation_is_charged_to_the_item_that_is_kept(topic_index, together):
     """Two items share one transformation call. Run together, the rejected one ends first while
     the other still waits: the call is charged to the kept one, and is not waste. Run one after
     the other, the rejected one is its only user when it ends: it is charged the call."""
     skill = load_skill("rag")
-    ctx = FlowContext(teacher=bee_teacher(), index=bee_index,
+    ctx = FlowContext(teacher=bee_teacher(), index=topic_index,
                       settings=FlowSettings(refine_rounds=0))
-    items = shared_items(bee_index)
+    items = shared_items(topic_index)
 
     async def main():
         if together:
@@ -382,7 +374,7 @@ def test_a_shared_transformation_is_charged_to_the_item_that_is_kept(bee_index, 
     assert payer.usage.by_stage["transform"] > 0 and "transform" not in free.usage.by_stage
 
 
-def test_a_failed_transformation_is_asked_once_and_the_passage_goes_on(bee_index):
+def test_a_failed_transformation_is_asked_once_and_the_passage_goes_on(topic_index):
     """RAG's skill.toml sets transform_fallback: a transformation the teacher fails (here: JSON
     cut off) is not asked again, and the item goes on from the passage as it is."""
     base = bee_teacher().reply
@@ -394,15 +386,15 @@ def test_a_failed_transformation_is_asked_once_and_the_passage_goes_on(bee_index
 
     skill = load_skill("rag")
     assert skill.spec.transform_fallback
-    ctx = FlowContext(teacher=ScriptedTeacher(reply), index=bee_index,
+    ctx = FlowContext(teacher=ScriptedTeacher(reply), index=topic_index,
                       settings=FlowSettings(refine_rounds=0))
-    item = shared_items(bee_index)[1]  # single_fact, key_facts
+    item = shared_items(topic_index)[1]  # single_fact, key_facts
     candidate = asyncio.run(skill.run(ctx, item))
     prompts = [p[-1].content for p in ctx.teacher.prompts]
     assert sum("Passage:\n" in p for p in prompts) == 1
     assert candidate.metadata["transformation"] == "key_facts"
     assert candidate.metadata["transformation_fell_back"] is True
-    chunk = bee_index.get(item.seed_chunk_id)
+    chunk = topic_index.get(item.seed_chunk_id)
     instruct = next(p for p in prompts if "\nWrite ONE" in p)
     assert chunk.text in instruct  # the passage itself, not a transformation of it
     assert candidate.usage.by_stage["transform"] > 0  # the failed call is still paid for

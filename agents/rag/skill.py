@@ -73,9 +73,9 @@ class RagSkill(Skill):
         anchor = pick_anchor(passages[0], ctx.index, item.seed, within=seed_chunk.text)
         question = await self.instruct(ctx, trace, sub, passages, item.seed, anchor,
                                        source=seed_chunk)
+        # the round trip ran on the written question and on every edit kept: no need again
         question = await self.refine(ctx, trace, sub, passages, question, item.seed,
                                      source=seed_chunk)
-        await self.check_round_trip(ctx, trace, question, seed_chunk)  # its rank, for the record
         await self.check_novel(ctx, trace, question)
 
         documents = await self.retrieve(ctx, question, sources, rng)

@@ -18,7 +18,6 @@ from agents.reading_comprehension import validators as v
 from agents.reading_comprehension.skill import ReadingComprehensionSkill, eligible_goals, \
     goal_kind
 from agents.registry import load_skill
-from retrieval import CorpusIndex
 from tests.conftest import TOPICS
 from tests.skill_harness import run_skill, skill_teacher
 
@@ -508,17 +507,10 @@ def transformed(head: str, passage: str) -> str:
     return "\n".join(lines)
 
 
-@pytest.fixture(scope="module")
-def index(tmp_path_factory, embedder):
-    from tests.conftest import write_corpus
-    root = tmp_path_factory.mktemp("rc")
-    return CorpusIndex.build_or_load(write_corpus(root / "corpus"), root / "index", embedder)
-
-
-def run_item(index, teacher, sub: str, transformation: str = "identity", seed: int = 1,
+def run_item(topic_index, teacher, sub: str, transformation: str = "identity", seed: int = 1,
              refine_rounds: int = 0, doc: str = "bees.txt"):
-    chunk = next(c for c in index.chunks if c.doc_path.endswith(doc))
-    ctx = FlowContext(teacher=skill_teacher(teacher), index=index,
+    chunk = next(c for c in topic_index.chunks if c.doc_path.endswith(doc))
+    ctx = FlowContext(teacher=skill_teacher(teacher), index=topic_index,
                       settings=FlowSettings(refine_rounds=refine_rounds))
     item = WorkItem(id="x", skill=SPEC.name, subcategory=sub, transformation=transformation,
                     seed_chunk_id=chunk.id, seed=seed)
@@ -526,9 +518,9 @@ def run_item(index, teacher, sub: str, transformation: str = "identity", seed: i
 
 
 @pytest.mark.parametrize("sub", [s.name for s in SPEC.taxonomy])
-def test_every_type_yields_a_record_of_its_form(index, sub):
+def test_every_type_yields_a_record_of_its_form(topic_index, sub):
     teacher = GoodTeacher()
-    cand, _ = run_item(index, teacher, sub)
+    cand, _ = run_item(topic_index, teacher, sub)
     t, md = TYPES[sub], cand.metadata
     roles = [m.role for m in cand.messages]
     assert roles == ["system", "user", "assistant"]
@@ -556,21 +548,21 @@ def test_every_type_yields_a_record_of_its_form(index, sub):
 
 
 @pytest.mark.parametrize("name", [t.name for t in SPEC.transformations if t.template])
-def test_every_transformation_agent_feeds_the_question(index, name):
+def test_every_transformation_agent_feeds_the_question(topic_index, name):
     teacher = GoodTeacher()
-    cand, _ = run_item(index, teacher, "main_idea", transformation=name)
+    cand, _ = run_item(topic_index, teacher, "main_idea", transformation=name)
     assert cand.metadata["transformation"] == name
     assert teacher.texts and teacher.texts[0] in cand.messages[1].content  # what the student sees
 
 
-def test_a_bad_transformation_rejects_the_item_at_transform(index):
+def test_a_bad_transformation_rejects_the_item_at_transform(topic_index):
     def teacher(prompt, schema):
         if "text" in schema.get("properties", {}):
             return {"text": "Ana: Honey bees live in colonies with a single queen.\nAna: Worker "
                     "bees dance about flowers, nectar, drones and honey."}
         return GoodTeacher()(prompt, schema)
     with pytest.raises(Rejected) as exc:
-        run_item(index, teacher, "main_idea", transformation="debate_transcript")
+        run_item(topic_index, teacher, "main_idea", transformation="debate_transcript")
     assert exc.value.stage == "transform" and "two named speakers" in exc.value.reason
 
 
@@ -585,13 +577,13 @@ def test_a_bad_transformation_rejects_the_item_at_transform(index):
                     "options": ["queen", "queen", "drone", "worker"], "correct": 1},
      "instruct", "two options are the same"),
 ])
-def test_a_bad_question_is_rejected_before_the_answer(index, sub, bad, stage, reason):
+def test_a_bad_question_is_rejected_before_the_answer(topic_index, sub, bad, stage, reason):
     teacher = GoodTeacher()
 
     def reply(prompt, schema):
         return bad if "question" in schema.get("properties", {}) else teacher(prompt, schema)
     with pytest.raises(Rejected) as exc:
-        run_item(index, reply, sub)
+        run_item(topic_index, reply, sub)
     assert exc.value.stage == stage and reason in exc.value.reason
     assert "respond" not in teacher.calls
 
@@ -617,7 +609,7 @@ def test_a_bad_question_is_rejected_before_the_answer(index, sub, bad, stage, re
      {"calculation": "80,000 / 4", "answer": "20,000 workers."},
      "calculation uses 4, which the passage does not give"),
 ])
-def test_a_bad_answer_is_rejected_with_its_reason(index, sub, props_key, bad, reason):
+def test_a_bad_answer_is_rejected_with_its_reason(topic_index, sub, props_key, bad, reason):
     teacher = GoodTeacher()
 
     def reply(prompt, schema):
@@ -625,7 +617,7 @@ def test_a_bad_answer_is_rejected_with_its_reason(index, sub, props_key, bad, re
             return bad
         return teacher(prompt, schema)
     with pytest.raises(Rejected) as exc:
-        run_item(index, reply, sub)
+        run_item(topic_index, reply, sub)
     assert exc.value.stage == "validate" and reason in exc.value.reason
 
 
@@ -655,10 +647,10 @@ class EditingTeacher(GoodTeacher):
         return {"question": "How many workers live in a honey bee colony?"}
 
 
-def test_refinement_can_make_the_question_unanswerable_by_removing_its_sentence(index):
+def test_refinement_can_make_the_question_unanswerable_by_removing_its_sentence(topic_index):
     sentence = "Honey bees live in colonies of 20,000 to 80,000 workers with a single queen."
     teacher = EditingTeacher(sentence)
-    cand, _ = run_item(index, teacher, "literal_short_answer",
+    cand, _ = run_item(topic_index, teacher, "literal_short_answer",
                        seed=seed_for("literal_short_answer", "remove"), refine_rounds=1)
     md, user = cand.metadata, cand.messages[1].content
     assert md["passage_edit"] == {"kind": "remove", "find": sentence, "replace": ""}
@@ -668,29 +660,29 @@ def test_refinement_can_make_the_question_unanswerable_by_removing_its_sentence(
     assert md["refinement"][0]["edits"] == "passage" and md["refinement"][0]["kept"]
 
 
-def test_refinement_can_change_the_passage_so_the_answer_changes(index):
+def test_refinement_can_change_the_passage_so_the_answer_changes(topic_index):
     teacher = EditingTeacher("20,000 to 80,000 workers", "5,000 to 9,000 workers",
                              answer="A colony holds 5,000 to 9,000 workers with one queen.")
-    cand, _ = run_item(index, teacher, "literal_short_answer",
+    cand, _ = run_item(topic_index, teacher, "literal_short_answer",
                        seed=seed_for("literal_short_answer", "change"), refine_rounds=1)
     md, user = cand.metadata, cand.messages[1].content
     assert md["passage_edit"]["kind"] == "change" and md["answerable"] is True
     assert "5,000 to 9,000 workers" in user and "20,000" not in user
 
 
-def test_an_answer_that_ignores_the_changed_passage_is_rejected(index):
+def test_an_answer_that_ignores_the_changed_passage_is_rejected(topic_index):
     teacher = EditingTeacher("20,000 to 80,000 workers", "5,000 to 9,000 workers",
                              answer="Honey bees live in colonies with a single queen and "
                              "many workers.")
     with pytest.raises(Rejected) as exc:
-        run_item(index, teacher, "literal_short_answer",
+        run_item(topic_index, teacher, "literal_short_answer",
                  seed=seed_for("literal_short_answer", "change"), refine_rounds=1)
     assert exc.value.reason == "answer does not reflect the edited passage"
 
 
-def test_a_broken_passage_edit_is_dropped_and_the_passage_kept(index):
+def test_a_broken_passage_edit_is_dropped_and_the_passage_kept(topic_index):
     teacher = EditingTeacher("Bees live on the moon and eat cheese.")
-    cand, _ = run_item(index, teacher, "literal_short_answer",
+    cand, _ = run_item(topic_index, teacher, "literal_short_answer",
                        seed=seed_for("literal_short_answer", "remove"), refine_rounds=1)
     md = cand.metadata
     assert md["passage_edit"] is None and md["answerable"] is True
@@ -699,9 +691,9 @@ def test_a_broken_passage_edit_is_dropped_and_the_passage_kept(index):
     assert "20,000 to 80,000 workers" in cand.messages[1].content
 
 
-def test_question_rewrites_keep_the_task_shape(index):
+def test_question_rewrites_keep_the_task_shape(topic_index):
     seed = seed_for("strengthen", "task")
-    cand, _ = run_item(index, GoodTeacher(), "strengthen", seed=seed, refine_rounds=2)
+    cand, _ = run_item(topic_index, GoodTeacher(), "strengthen", seed=seed, refine_rounds=2)
     steps = cand.metadata["refinement"]
     assert [s["edits"] for s in steps] == ["task", "task"]
     assert set(steps[0]["after"]) == {"question", "options", "correct"}
