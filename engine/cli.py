@@ -33,6 +33,15 @@ def slots_arg(text: str) -> int | str:
             from None
 
 
+def sampling_arg(text: str) -> dict[str, int | float]:
+    from models.sampling import parse_sampling
+
+    try:
+        return parse_sampling(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m engine",
@@ -73,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(unset: llama.cpp's choice); fewer than the cores when other work shares "
                    "them, since llama.cpp's threads spin while they wait for each other")
     t.add_argument("--timeout", type=float, default=300.0, help="seconds per teacher call")
+    t.add_argument("--sampling", type=sampling_arg, help="llama.cpp sampler settings sent with "
+                   "every call, KEY=VALUE[,...] in llama-server's names (e.g. "
+                   "min_p=0.05,dry_multiplier=0), or 'off'; default: min-p 0.1 and the DRY "
+                   "repetition penalty for the managed or in-process teacher (models/sampling.py),"
+                   " nothing for --teacher-url")
 
     f = p.add_argument_group("flow")
     f.add_argument("--refine-rounds", type=int, default=1, help="suggester → editor rounds")
@@ -161,6 +175,7 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "teacher_api_key": ("teacher", "api_key"), "parallel": ("teacher", "parallel"),
     "ctx": ("teacher", "ctx"), "gpu_layers": ("teacher", "gpu_layers"),
     "timeout": ("teacher", "timeout_s"), "threads": ("teacher", "threads"),
+    "sampling": ("teacher", "sampling"),
     "refine_rounds": ("flow", "refine_rounds"), "per_chunk": ("flow", "per_chunk"),
     "retrieval_k": ("flow", "retrieval_k"), "max_tokens": ("flow", "max_tokens"),
     "temperature": ("flow", "temperature"), "tool_steps": ("flow", "tool_steps"),

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from models.in_process import InProcessTeacher
 from models.llama_server import ManagedServer, ServerSettings
 from models.openai_client import OpenAICompatTeacher
+from models.sampling import SMALL_TEACHER, check_sampling
 from models.teacher import Teacher, TeacherError
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,21 @@ class TeacherSettings(BaseModel):
                                 "choice)")
     timeout_s: float = Field(300.0, gt=0)
     server_log: Path | None = None
+    # llama.cpp sampler settings added to every request; None: models.sampling.SMALL_TEACHER
+    # for a managed or in-process teacher, nothing for a URL (its server may not be llama.cpp)
+    sampling: dict[str, int | float] | None = None
+
+    @field_validator("sampling")
+    @classmethod
+    def _sampler_names(cls, value: dict[str, int | float] | None
+                       ) -> dict[str, int | float] | None:
+        return None if value is None else check_sampling(value)
+
+    def sampler(self) -> dict[str, int | float]:
+        """The sampler settings requests carry."""
+        if self.sampling is not None:
+            return self.sampling
+        return {} if self.url or self.backend == "url" else SMALL_TEACHER
 
 
 def default_teacher_gguf() -> Path:
@@ -78,7 +94,7 @@ async def open_teacher(
             slots = await remote_slots(settings.url, settings.api_key, say)
         teacher = OpenAICompatTeacher(
             settings.url, model_name=settings.model_name or "teacher", slots=slots,
-            timeout_s=settings.timeout_s, api_key=settings.api_key)
+            timeout_s=settings.timeout_s, api_key=settings.api_key, sampling=settings.sampler())
         try:
             yield teacher
         finally:
@@ -100,7 +116,7 @@ async def open_teacher(
 
     if binary is None:
         teacher = InProcessTeacher(model, ctx=settings.ctx, gpu_layers=settings.gpu_layers,
-                                   threads=settings.threads)
+                                   threads=settings.threads, sampling=settings.sampler())
         try:
             yield teacher
         finally:
@@ -121,7 +137,7 @@ async def open_teacher(
         teacher = OpenAICompatTeacher(
             lambda: server.base_url, model_name=model.name, slots=settings.parallel,
             timeout_s=settings.timeout_s, llama_cpp=True, on_failure=server.ensure_alive,
-            restarts=lambda: server.restarts)
+            restarts=lambda: server.restarts, sampling=settings.sampler())
         try:
             yield teacher
         finally:

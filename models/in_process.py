@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from models.llama_server import check_gguf
+from models.sampling import IN_PROCESS
 from models.teacher import ChatMessage, Completion, ReplyError
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,8 @@ class InProcessTeacher:
     slots = 1
 
     def __init__(self, model_path: Path, *, ctx: int = 4096, gpu_layers: int = 0,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None,
+                 sampling: dict[str, int | float] | None = None) -> None:
         check_gguf(model_path)
         self.model_path = model_path
         self.model_name = model_path.name
@@ -30,6 +32,12 @@ class InProcessTeacher:
         self._threads = threads
         self._llm = None
         self._lock = asyncio.Lock()
+        sampling = sampling or {}
+        # llama-cpp-python has no DRY sampler: the settings it lacks are left out, said once
+        self.sampling = {k: v for k, v in sampling.items() if k in IN_PROCESS}
+        if dropped := sorted(set(sampling) - IN_PROCESS):
+            log.info("in-process teacher: sampler settings %s need llama-server; not used",
+                     ", ".join(dropped))
         log.warning("using in-process llama-cpp-python (one request at a time): the slow path; "
                     "llama-server with continuous batching is several times faster")
 
@@ -52,7 +60,7 @@ class InProcessTeacher:
         seed: int | None = None,
     ) -> Completion:
         kwargs: dict = dict(messages=[m.model_dump() for m in messages], max_tokens=max_tokens,
-                            temperature=temperature)
+                            temperature=temperature, **self.sampling)
         if seed is not None:
             kwargs["seed"] = seed
         if schema is not None:

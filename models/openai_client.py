@@ -38,6 +38,7 @@ class OpenAICompatTeacher:
         llama_cpp: bool = False,
         on_failure: Callable[[], Awaitable[None]] | None = None,
         restarts: Callable[[], int] | None = None,
+        sampling: dict[str, int | float] | None = None,
     ) -> None:
         # a callable follows a managed server that came back on another port after a restart
         self._base_url = base_url
@@ -49,6 +50,7 @@ class OpenAICompatTeacher:
         self._llama_cpp = llama_cpp
         self._on_failure = on_failure
         self._restarts = restarts
+        self.sampling = dict(sampling or {})  # llama.cpp sampler settings (models/sampling.py)
         self._limit = asyncio.Semaphore(slots)
         self._session: aiohttp.ClientSession | None = None
         self.retried = 0  # transport failures retried (timeouts, 5xx, bodies that are not JSON)
@@ -65,6 +67,7 @@ class OpenAICompatTeacher:
 
     def _body(self, messages, schema, max_tokens, temperature, seed) -> dict:
         body: dict = {
+            **self.sampling,
             "model": self.model_name,
             "messages": [m.model_dump() for m in messages],
             "max_tokens": max_tokens,

@@ -150,3 +150,33 @@ def test_threads_setting_reaches_the_managed_server(server_binary, teacher_gguf,
 
     assert asyncio.run(main()).year
     assert "n_threads = 1" in log_path.read_text()
+
+
+def test_sampler_settings_reach_the_managed_server(server_binary, teacher_gguf, tmp_path):
+    """The default sampler settings (models/sampling.py) are what the server's slot used for the
+    call, as its own /slots endpoint reports them; and the in-process backend, which has no DRY
+    sampler, keeps min-p and leaves DRY out instead of failing."""
+    import aiohttp
+
+    from models import TeacherSettings
+    from models.factory import open_teacher
+    from models.sampling import SMALL_TEACHER
+
+    async def main():
+        settings = TeacherSettings(model_path=teacher_gguf, backend="server", parallel=1,
+                                   ctx=1024)
+        async with open_teacher(settings) as teacher:
+            await chat_json(teacher, ASK, Fact, max_tokens=64, seed=1)
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"{teacher.base_url}/slots") as resp:
+                    slots = await resp.json()
+        in_process = TeacherSettings(backend="in-process", model_path=teacher_gguf, ctx=1024)
+        async with open_teacher(in_process) as teacher:
+            fact, _ = await chat_json(teacher, ASK, Fact, max_tokens=64, seed=1)
+            return slots, teacher.sampling, fact
+
+    slots, in_process, fact = asyncio.run(main())
+    used = slots[0]["params"]
+    for key, value in SMALL_TEACHER.items():
+        assert used[key] == pytest.approx(value), key
+    assert in_process == {"min_p": SMALL_TEACHER["min_p"]} and fact.year

@@ -173,3 +173,37 @@ def test_concurrency_never_exceeds_slots():
         assert peak == 3
 
     asyncio.run(main())
+
+
+def test_sampler_settings_ride_along_but_never_override_the_call():
+    """models/sampling.py: llama.cpp sampler settings go into every request body; the engine's
+    own per-call values (temperature, seed, max_tokens) always win."""
+    async def main():
+        async with scripted([reply('{"question": "Why?"}')], llama_cpp=True,
+                            sampling={"min_p": 0.1, "dry_multiplier": 0.8}) as (teacher, seen):
+            await chat_json(teacher, MSG, QA, max_tokens=40, temperature=0.3, seed=3)
+        return seen[0]
+
+    body = asyncio.run(main())
+    assert body["min_p"] == 0.1 and body["dry_multiplier"] == 0.8
+    assert body["temperature"] == 0.3 and body["seed"] == 3 and body["max_tokens"] == 40
+
+
+def test_sampler_defaults_and_parsing():
+    from models import TeacherSettings
+    from models.sampling import SMALL_TEACHER, parse_sampling
+
+    assert TeacherSettings().sampler() == SMALL_TEACHER  # managed llama-server
+    assert TeacherSettings(backend="in-process").sampler() == SMALL_TEACHER
+    assert TeacherSettings(url="http://127.0.0.1:9/v1").sampler() == {}  # maybe not llama.cpp
+    assert TeacherSettings(url="http://127.0.0.1:9/v1", sampling={"min_p": 0.2}).sampler() \
+        == {"min_p": 0.2}
+    assert TeacherSettings(sampling={}).sampler() == {}  # --sampling off
+    assert parse_sampling("min_p=0.05, dry_multiplier=0") == {"min_p": 0.05, "dry_multiplier": 0}
+    assert parse_sampling("off") == {}
+    for bad, says in [("min_p", "KEY=NUMBER"), ("min_p=high", "KEY=NUMBER"),
+                      ("temperature=1", "set by the engine"), ("Top-K=4", "not a llama.cpp")]:
+        with pytest.raises(ValueError, match=says):
+            parse_sampling(bad)
+    with pytest.raises(ValueError, match="set by the engine"):
+        TeacherSettings(sampling={"seed": 1})
