@@ -323,7 +323,7 @@ class Skill:
 
         async def check(reply: BaseModel) -> str | None:
             question = first_question(reply.question)
-            return self.check_instruction(question, passages) or \
+            return self.check_instruction(question, passages, sub) or \
                 await self.round_trip_problem(ctx, question, source)
 
         question = first_question((await self.ask(ctx, trace, "instruct", prompt, output, seed,
@@ -363,9 +363,10 @@ class Skill:
             raise Rejected(stage, reason, "found before the answer was asked for",
                            raw=instruction)
 
-    def check_instruction(self, instruction: str, passages: list[str]) -> str | None:
-        """Cheap checks before anything more is spent on an instruction; skills override."""
-        return None
+    def check_instruction(self, instruction: str, passages: list[str],
+                          sub: Subcategory) -> str | None:
+        """Cheap checks before anything more is spent on an instruction; skills add theirs."""
+        return sub.off_type(instruction)
 
     async def refine(self, ctx: FlowContext, trace: Trace, sub: Subcategory, passages: list[str],
                      question: str, seed: int, source: Chunk | None = None) -> str:
@@ -383,7 +384,7 @@ class Skill:
                                  suggestions=suggestions)
             edited = first_question((await self.ask(ctx, trace, "edit", prompt, Question,
                                                     seed + 211 * (rnd + 1))).question)
-            problem = self.check_instruction(edited, passages) or \
+            problem = self.check_instruction(edited, passages, sub) or \
                 await self.round_trip_problem(ctx, edited, source)
             trace.steps.append({"step": "refine", "round": rnd + 1, "goal": goal,
                                 "suggestions": suggestions, "before": question, "after": edited,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class Subcategory(BaseModel):
@@ -16,8 +17,27 @@ class Subcategory(BaseModel):
     answerable: bool = True
     passages: int = Field(1, ge=1, le=3, description="seed passages the question is written from")
     expects: str = Field("any", description="answer form the skill's validators check")
+    asks: str | None = Field(None, description="regular expression (case-insensitive) that an "
+                             "instruction of this type contains: a cheap check that a question "
+                             "is of its type, before its answer is paid for")
     weight: float = Field(1.0, gt=0)
     params: dict[str, Any] = Field(default_factory=dict, description="skill-specific knobs")
+
+    @field_validator("asks")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"asks is not a regular expression: {exc}") from None
+        return value
+
+    def off_type(self, instruction: str) -> str | None:
+        """Why an instruction is not of this type, or None (see `asks`)."""
+        if self.asks and not re.search(self.asks, instruction, re.IGNORECASE):
+            return f"question is not a {self.name.replace('_', ' ')} question"
+        return None
 
 
 class Transformation(BaseModel):

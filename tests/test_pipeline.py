@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from agents.rag.validators import content_words
+from agents.registry import load_skill
 from engine.config import RunConfig
 from engine.progress import Progress
 from engine.run import RunError, run
@@ -33,24 +34,55 @@ DISTINCT = [
     "What is the standard railway gauge in millimetres?", "Which country produces the most coffee?",
     "What is the job of drones in a bee colony?", "Which line was the first intercity railway?",
     "What reaction gives roasted coffee its brown colour?", "How is Mount Fuji built up?",
+    # per topic, one of each type whose form RAG's skill.toml checks (`asks`)
+    "Is Mount Etna one of the most active volcanoes?", "List the volcanoes named beside Mount Etna.",
+    "Summarize how Mount Tambora changed the year 1816.",
+    "How do shield volcanoes differ from stratovolcanoes?",
+    "Does a honey bee colony have a single queen?", "List the kinds of bees in a honey bee colony.",
+    "Describe how honey bees make honey.", "How does a worker bee's life differ from a queen's?",
+    "Was the Stockton and Darlington Railway the first public railway?",
+    "Name the railways George Stephenson built engines for.",
+    "Summarize what George Stephenson did for early railways.",
+    "How did the Liverpool and Manchester Railway differ from the Stockton and Darlington one?",
+    "Is Arabica most of the world's coffee production?", "What are the two main coffee species?",
+    "List what roasting does to coffee beans.",
+    "Describe how coffee beans are roasted.",
+    "What is the difference between Arabica and Robusta coffee?",
 ]
+RAG_TYPES = load_skill("rag").spec
+
+
+def of_its_type(prompt: str, question: str) -> bool:
+    """Whether a question is of the type the instruct prompt asks for ("Write ONE yes no
+    question ..."): RAG asks again for one that is not."""
+    named = re.search(r"\nWrite ONE ([a-z ]+?) question", prompt)
+    return named is None or \
+        RAG_TYPES.subcategory(named.group(1).replace(" ", "_")).off_type(question) is None
 
 
 def unique_questions():
+    """DISTINCT in turn, skipping those not of the prompt's type."""
     counter = itertools.count()
-    return lambda prompt: DISTINCT[next(counter) % len(DISTINCT)]
+
+    def pick(prompt: str) -> str:
+        start = next(counter)
+        return next((q for k in range(len(DISTINCT))
+                     if of_its_type(prompt, q := DISTINCT[(start + k) % len(DISTINCT)])),
+                    DISTINCT[start % len(DISTINCT)])
+    return pick
 
 
 def on_topic_questions():
-    """The next question of DISTINCT that shares two subject words with the prompt's passage:
-    one the RAG cheap checks pass, so an item's outcome depends only on what a test scripts."""
+    """The next question of DISTINCT of the prompt's type that shares two subject words with its
+    passage: one the RAG cheap checks pass, so an item's outcome depends only on what a test
+    scripts."""
     counter = itertools.count()
 
     def pick(prompt: str) -> str:
         words, start = content_words(prompt), next(counter)
         return next((q for k in range(len(DISTINCT))
                      if len(content_words(q := DISTINCT[(start + k) % len(DISTINCT)]) & words)
-                     >= 2), DISTINCT[start % len(DISTINCT)])
+                     >= 2 and of_its_type(prompt, q)), DISTINCT[start % len(DISTINCT)])
     return pick
 
 
@@ -412,8 +444,10 @@ def test_a_known_duplicate_is_rejected_before_its_answer_is_paid_for(tmp_path):
     """Every item writes the same question: the first is kept; later ones meet the gate's read-
     only check right after refinement and never reach the respond call."""
     corpus = write_corpus(tmp_path / "corpus", {"volcanoes.md": TOPICS["volcanoes.md"]})
-    teacher = ScriptedTeacher(rag_replies(lambda p: "Which volcano erupted in 1815 in Indonesia?"),
-                              slots=1)
+    # contrived so that every type's form check (skill.toml `asks`) accepts it
+    question = ("Is Mount Tambora, unlike Etna, the volcano whose 1815 eruption in Indonesia "
+                "books list and summarize, and how?")
+    teacher = ScriptedTeacher(rag_replies(lambda p: question), slots=1)
     out = tmp_path / "out"
     asyncio.run(run(config(corpus, out, num=3, max_attempts=10, max_type_share=0),
                     Progress(quiet=True), opener(teacher)))

@@ -147,6 +147,70 @@ def test_answer_schema_constrains_citations_to_the_documents_given():
                                    "citations": []})
 
 
+@pytest.mark.parametrize("type_, of_type, off_type", [
+    ("yes_no", "Is Mount Etna one of the most active volcanoes?",
+     "What makes Mount Etna one of the most active volcanoes?"),
+    ("numeric", "How many workers live in a honey bee colony?",
+     "Why do worker bees perform a waggle dance?"),
+    ("numeric", "In what year did the Stockton and Darlington Railway open?",
+     "Who built the engine of the Stockton and Darlington Railway?"),
+    ("list", "List the kinds of bees in a honey bee colony.",
+     "What is the purpose of a directory in Linux and UNIX systems?"),
+    ("comparison", "How do shield volcanoes differ from stratovolcanoes?",
+     "What is the purpose of the process of creating an ISO image?"),
+    ("explanation", "Why do worker bees perform a waggle dance?",
+     "How many workers live in a honey bee colony?"),
+    ("summary", "Summarize what the handbook says about preseeding.",
+     "What is the purpose of this command?"),
+])
+def test_a_question_must_be_of_its_type(type_, of_type, off_type):
+    """skill.toml's `asks` per type: the off-type questions were accepted from the 135M teacher
+    as list, comparison and summary items before this check."""
+    sub = load_skill("rag").spec.subcategory(type_)
+    assert sub.off_type(of_type) is None
+    assert sub.off_type(off_type) == f"question is not a {type_.replace('_', ' ')} question"
+
+
+def test_a_type_pattern_that_is_not_a_regular_expression_is_refused():
+    with pytest.raises(ValueError, match="asks is not a regular expression"):
+        Subcategory(name="list", description="several items", asks="(unclosed")
+
+
+def test_an_off_type_question_is_asked_again_and_an_off_type_edit_dropped(topic_index):
+    """The instruct call's first yes/no question is not one: it is asked again; the editor then
+    turns the kept question into a what-question, which the round drops."""
+    asked = []
+
+    def question_for(prompt):
+        asked.append(prompt)
+        return ("What does a honey bee colony have?" if len(asked) == 1
+                else "Does a honey bee colony have a single queen?")
+
+    base = rag_replies(question_for)
+
+    def reply(messages, schema):
+        if "\nRewrite the question" in messages[-1].content:
+            return json.dumps({"question": "What does a honey bee colony have as its queen?"})
+        text = base(messages, schema)
+        if "answerable" in (schema or {}).get("properties", {}):  # words of document [1]
+            value = json.loads(text)
+            return json.dumps({**value, "answer": "Yes, " + value["answer"]})
+        return text
+
+    skill = load_skill("rag")
+    ctx = FlowContext(teacher=ScriptedTeacher(reply), index=topic_index,
+                      settings=FlowSettings(refine_rounds=1))
+    chunk = next(c for c in topic_index.chunks if c.doc_path.endswith("bees.txt"))
+    item = WorkItem(id="yn", skill="rag", subcategory="yes_no", transformation="identity",
+                    seed_chunk_id=chunk.id, seed=3)
+    candidate = asyncio.run(skill.run(ctx, item))
+    assert candidate.instruction == "Does a honey bee colony have a single queen?"
+    assert candidate.usage.retried == {"instruct: question is not a yes no question": 1}
+    refine = candidate.metadata["refinement"][0]
+    assert refine["kept"] is False
+    assert refine["dropped_because"] == "question is not a yes no question"
+
+
 def test_plan_is_deterministic_unique_and_spread_over_the_taxonomy():
     skill = load_skill("rag")
     chunks = [chunk(i) for i in range(30)]
@@ -274,6 +338,9 @@ def test_an_answer_that_repeats_a_sentence_or_is_cut_off_is_caught():
     assert v.check_complete(cut, 600) == "answer cut off at its length limit"
     assert v.check_complete(("word " * 119).strip() + ".", 600) is None
     assert v.check_complete("Arabica and Robusta", 600) is None  # short, no full stop: fine
+    # seen accepted: the answer announces the command and ends there
+    assert v.check_complete("The code that sets the default time zone is:", 600) \
+        == "answer stops before what it announces"
 
 
 @pytest.mark.parametrize("answer, ok", [

@@ -39,8 +39,10 @@ def answer_schema(n_documents: int, answerable: bool) -> type[BaseModel]:
 
 
 class RagSkill(Skill):
-    def check_instruction(self, instruction: str, passages: list[str]) -> str | None:
-        return v.check_question(instruction) or v.check_on_topic(instruction, passages)
+    def check_instruction(self, instruction: str, passages: list[str],
+                          sub: Subcategory) -> str | None:
+        return (v.check_question(instruction) or v.check_on_topic(instruction, passages)
+                or super().check_instruction(instruction, passages, sub))
 
     async def partners(self, ctx: FlowContext, seed: Chunk, count: int) -> list[Chunk]:
         """Second passages for multi-passage types: the seed's nearest non-overlapping chunks."""

@@ -122,9 +122,12 @@ def check_repeated_sentence(answer: str, min_words: int = 5) -> str | None:
 
 
 def check_complete(answer: str, max_chars: int) -> str | None:
-    """An answer that fills its length limit and stops mid-sentence was cut off by the schema."""
+    """An answer that fills its length limit and stops mid-sentence was cut off by the schema;
+    one that ends on a colon stopped before what it announces ("The command is:")."""
     if len(answer) >= 0.9 * max_chars and answer.rstrip()[-1:] not in '.!?)]"\'`':
         return "answer cut off at its length limit"
+    if answer.rstrip().endswith(":"):
+        return "answer stops before what it announces"
     return None
 
 
