@@ -1,6 +1,5 @@
 """Decontamination against eval sets: 13-gram overlap and embedding closeness, per source."""
 
-import itertools
 import json
 
 import pytest
@@ -52,17 +51,19 @@ def test_overlap_and_closeness_are_caught_with_the_source(tmp_path, embedder):
 
 
 def test_a_run_rejects_contaminated_records_and_reports_them(corpus, tmp_path):
+    """The eval set holds every scripted question about volcanoes (each one fits some type):
+    those that pass the cheap checks are rejected at decontamination, with their source."""
+    from tests.test_pipeline import DISTINCT, on_topic_questions
+
+    volcanic = [q for q in DISTINCT if any(w in q for w in ("Etna", "Tambora", "volcano", "Fuji"))]
     evals = tmp_path / "bench.txt"
-    evals.write_text("How tall is Mount Etna in Sicily?\n")
-    questions = itertools.cycle([  # a question off its item's passage is asked again
-        "How tall is Mount Etna in Sicily?", "How many workers live in a bee colony?",
-        "When did the Stockton and Darlington Railway open?"])
-    teacher = ScriptedTeacher(rag_replies(lambda p: next(questions)))
-    summary, data, rejected = run_skill("rag", corpus, tmp_path / "out", teacher, num=2,
+    evals.write_text("\n".join(volcanic) + "\n")
+    teacher = ScriptedTeacher(rag_replies(on_topic_questions()))
+    summary, data, rejected = run_skill("rag", corpus, tmp_path / "out", teacher, num=6,
                                         decontaminate=[evals], flow={"refine_rounds": 0})
-    assert all("Etna" not in r["metadata"]["instruction"] for r in data)
+    assert data and all(r["metadata"]["instruction"] not in volcanic for r in data)
     hits = [r for r in rejected if r["stage"] == "decontaminate"]
-    assert hits and hits[0]["reason"] == "overlaps an eval item in bench.txt"
+    assert hits and {r["reason"] for r in hits} == {"overlaps an eval item in bench.txt"}
     assert summary["this_run"]["decontaminated_by_source"] == {"bench.txt": len(hits)}
 
 
