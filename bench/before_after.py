@@ -1,13 +1,15 @@
-"""The whole engine at an earlier commit and now, on the same plan: what a change did to
-acceptance, waste and prompt tokens with the real teacher.
+"""The whole engine at an earlier commit (or with other flags) and now, on the same plan: what
+a change did to acceptance, waste and prompt tokens with the real teacher.
 
     python bench/before_after.py --before COMMIT [--skill rag] [--items 40] [--per-chunk 2]
                                  [--keep DIR]
+    python bench/before_after.py --before-flags="--sampling off" [--after-flags=...] ...
 
 Each side runs `python -m engine --skill S --input INPUT` for exactly --items work items
 (`--max-attempts`; --num is set out of reach) with the same seed, so both sides plan the same
 chunks, types and transformations in the same order and differ only by the code. The earlier
-side runs from a temporary git worktree; "now" is the working tree as it is. Prints per side:
+side runs from a temporary git worktree (without --before: the working tree too, so the sides
+differ only by --before-flags / --after-flags); "now" is the working tree as it is. Prints per side:
 accepted / items, accepted per minute, waste share (completion tokens of rejected items), prompt
 tokens evaluated per item, the top rejection reasons; then the ratios after / before.
 With the 135M teacher a few dozen items leave a wide margin: repeat with --seed to see it.
@@ -19,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -29,11 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_engine(repo: Path, out: Path, args) -> dict:
+def run_engine(repo: Path, out: Path, args, flags: str = "") -> dict:
     cmd = [sys.executable, "-m", "engine", "--skill", args.skill, "--input", str(args.input),
            "--out", str(out), "--num", "100000", "--max-attempts", str(args.items),
            "--per-chunk", str(args.per_chunk), "--seed", str(args.seed), "--timeout", "1800",
-           "--quiet"]
+           "--quiet", *shlex.split(flags)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(repo)}
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
@@ -64,7 +67,10 @@ def ratio(after: float, before: float) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--before", required=True, help="git commit to compare the working tree with")
+    ap.add_argument("--before", help="git commit to compare the working tree with (default: the "
+                    "working tree itself, for an A/B of flags)")
+    ap.add_argument("--before-flags", default="", help="extra engine flags of the before side")
+    ap.add_argument("--after-flags", default="", help="extra engine flags of the after side")
     ap.add_argument("--skill", default="rag")
     ap.add_argument("--items", type=int, default=40, help="work items per side")
     ap.add_argument("--per-chunk", type=int, default=2)
@@ -72,25 +78,30 @@ def main() -> None:
     ap.add_argument("--input", type=Path, default=ROOT.parent / "shared" / "corpus")
     ap.add_argument("--keep", type=Path, help="copy both sides' output folders here")
     args = ap.parse_args()
+    if not (args.before or args.before_flags or args.after_flags):
+        ap.error("give --before COMMIT, or flags that differ (--before-flags/--after-flags)")
     args.input = args.input.resolve()
     print(f"machine: {os.cpu_count()} cores {platform.machine()}, Python "
-          f"{platform.python_version()}, load {os.getloadavg()[0]:.1f}; before = {args.before}; "
-          f"--skill {args.skill}, {args.items} items, seed {args.seed}")
+          f"{platform.python_version()}, load {os.getloadavg()[0]:.1f}; before = "
+          f"{args.before or 'working tree'} {args.before_flags}; after = working tree "
+          f"{args.after_flags}; --skill {args.skill}, {args.items} items, seed {args.seed}")
     with tempfile.TemporaryDirectory(prefix="before-after-") as tmp:
-        worktree = Path(tmp) / "before"
-        subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.before],
-                       cwd=ROOT, check=True, capture_output=True)
+        worktree = Path(tmp) / "before" if args.before else ROOT
+        if args.before:
+            subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.before],
+                           cwd=ROOT, check=True, capture_output=True)
         try:
-            before = run_engine(worktree, Path(tmp) / "out-before", args)
+            before = run_engine(worktree, Path(tmp) / "out-before", args, args.before_flags)
             report("before", before)
-            after = run_engine(ROOT, Path(tmp) / "out-after", args)
+            after = run_engine(ROOT, Path(tmp) / "out-after", args, args.after_flags)
             report("after", after)
             if args.keep:
                 for side in ("out-before", "out-after"):
                     shutil.copytree(Path(tmp) / side, args.keep / side, dirs_exist_ok=True)
         finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT,
-                           capture_output=True)
+            if args.before:
+                subprocess.run(["git", "worktree", "remove", "--force", str(worktree)],
+                               cwd=ROOT, capture_output=True)
     acc = lambda r: r["accepted"] / max(1, r["accepted"] + r["rejected"])  # noqa: E731
     evaluated = "evaluated_prompt_tokens_per_item"
     print(f"after / before: accepted per item {ratio(acc(after), acc(before))}, accepted per min "

@@ -313,6 +313,8 @@ def test_check_repetition():
     ("The documents do not contain this information: say so in one sentence.", "any",
      "copies the prompt's instructions ('say so in one sentence')"),
     ("The documents do not contain this information.", "any", None),
+    ("Document [1] (debian-handbook/sect.acknowledgments.html): We would like to thank everyone "
+     "who helped us.", "any", "copies a document's header"),
 ])
 def test_thin_answers_and_echoed_instructions_are_caught(answer, expects, problem):
     """Both were accepted in a measured run before these checks."""
@@ -334,6 +336,9 @@ def test_an_answer_that_repeats_a_sentence_or_is_cut_off_is_caught():
     assert v.check_repeated_sentence(twice) == "answer repeats a sentence"
     assert v.check_repeated_sentence("Yes. Yes. It opened in 1825 as the first public line.") \
         is None  # short sentences may repeat
+    assert v.check_repeated_sentence("The answer to your question is: The answer to your "
+                                     "question is: a list of files.") \
+        == "answer repeats a sentence"  # seen accepted
     cut = "word " * 119 + "and then"
     assert v.check_complete(cut, 600) == "answer cut off at its length limit"
     assert v.check_complete(("word " * 119).strip() + ".", 600) is None

@@ -23,7 +23,8 @@ REFUSAL_CUES = ("not", "no ", "cannot", "can't", "unable", "unknown", "n't", "no
 REFUSAL_SUBJECT = re.compile(
     r"\b(documents?|sources?|texts?|passages?|information|context|provided|mentions?|mentioned"
     r"|says?|stated?|states|contains?|gives?|specif(y|ies|ied)|available|data)\b", re.IGNORECASE)
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# a colon ends a repeatable unit too ("The answer to your question is: The answer to ...")
+SENTENCE_END = re.compile(r"(?<=[.!?:])\s+")
 YES_NO = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
 # requests a user types without a question mark ("How to rotate the nftables log?" as often
 # without it): a request, not a statement
@@ -138,10 +139,16 @@ PROMPT_ECHOES = ("say so in one sentence", "reply in json", "answer briefly with
 _PROSE_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*[.,;:!?)]*")
 
 
+# the user turn's own header of a document ("Document [1] (debian-handbook/sect.x.html):")
+DOCUMENT_HEADER = re.compile(r"\bdocument \[\d+\] \(", re.IGNORECASE)
+
+
 def check_echo(answer: str) -> str | None:
     text = " ".join(answer.lower().split())
     if echo := next((e for e in PROMPT_ECHOES if e in text), None):
         return f"answer copies the prompt's instructions ('{echo}')"
+    if DOCUMENT_HEADER.search(answer):
+        return "answer copies a document's header from the prompt"
     return None
 
 
