@@ -213,7 +213,7 @@ def conversation_teacher():
             return json.dumps({"question": FOLLOW_UPS[(len(asked) - 1) % 3].format(x, y)})
         if "question" in props:  # the opening (or its edit): about the text's first long words
             x, y = _long_words(prompt.split('"""')[1])[:2]
-            verb = "What made" if prompt.startswith("Rewrite") else "How did"
+            verb = "What made" if "\nRewrite the question" in prompt else "How did"
             return json.dumps({"question": f"{verb} {x} and {y} come about?"})
         if "suggestions" in props:
             return json.dumps({"suggestions": ["Ask what caused it."]})
@@ -251,6 +251,14 @@ def test_flow_writes_checked_multi_turn_conversations(corpus, tmp_path):
         scores = meta["validator_scores"]
         assert all(scores[f"support_{n}"] >= 0.5 for n in range(1, turns + 1))
         assert scores["min_support"] == min(scores[f"support_{n}"] for n in range(1, turns + 1))
+    # the opening's instruct, suggest and edit prompts open with the same text block (prompt cache)
+    for rec in data:
+        text = rec["messages"][1]["content"].rsplit("\n\n", 1)[0]
+        opening = [p[-1].content for p in teacher.prompts if text in p[-1].content and any(
+            mark in p[-1].content for mark in ("Read the source text above",
+                                               "Suggest one to three", "\nRewrite the question"))]
+        assert len(opening) >= 3
+        assert all(p.startswith(f'Source:\n"""\n{text}\n"""') for p in opening)
     # the teacher answered with the conversation so far as chat messages
     longest = max(teacher.answer_calls, key=len)
     assert [m.role for m in longest][:6] == ["system", "user", "assistant", "user", "assistant",

@@ -693,10 +693,17 @@ def test_a_broken_passage_edit_is_dropped_and_the_passage_kept(topic_index):
 
 def test_question_rewrites_keep_the_task_shape(topic_index):
     seed = seed_for("strengthen", "task")
-    cand, _ = run_item(topic_index, GoodTeacher(), "strengthen", seed=seed, refine_rounds=2)
+    cand, ctx = run_item(topic_index, GoodTeacher(), "strengthen", seed=seed, refine_rounds=2)
     steps = cand.metadata["refinement"]
     assert [s["edits"] for s in steps] == ["task", "task"]
     assert set(steps[0]["after"]) == {"question", "options", "correct"}
+    # instruct, suggest and edit open with the same passage block, so the prompt cache serves it
+    prompts = [p[-1].content for p in ctx.teacher.prompts]
+    chain = [p for p in prompts if "Write ONE" in p or "Suggest one to three" in p
+             or "\nRewrite the question" in p]
+    assert len(chain) == 5
+    source = chain[0][:chain[0].index('"""', len('Source:\n"""')) + 3]
+    assert source.startswith('Source:\n"""') and all(p.startswith(source) for p in chain)
 
 
 # -- the whole engine -------------------------------------------------------------------------
