@@ -167,6 +167,7 @@ async def run(cfg: RunConfig, progress: Progress, teacher_opener=open_teacher) -
 
 def run_info(cfg: RunConfig, teacher_name: str, embedder_name: str) -> dict:
     flags = cfg.model_dump(mode="json", exclude={"teacher": {"api_key"}})
+    flags["teacher"]["sampling"] = cfg.teacher.sampler()  # what the requests carried, not None
     info = {"teacher": teacher_name, "embedder": embedder_name, "format": cfg.format,
             "flags": json.dumps(flags, sort_keys=True)}
     model = cfg.teacher.model_path

@@ -52,6 +52,8 @@ def test_every_run_leaves_a_card_stats_and_valid_plots(corpus, tmp_path):
     assert "license:" in header and "configs:" in header and "path: data.jsonl" in header
     assert "| mcq |" in card and "Vendi score" in card and "SmolLM2-135M" in card
     assert "sha256" in card and "Replies asked again instead of ending their item" in card
+    # the sampler settings the requests carried, not "null" for "the default"
+    assert '"sampling": {"dry_allowed_length": 4, "dry_base": 1.75' in card
     for name in ("subcategories", "rejections", "instruction_length", "embeddings"):
         png = out / "plots" / f"{name}.png"
         with Image.open(png) as img:
