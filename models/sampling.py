@@ -32,7 +32,7 @@ def check_sampling(values: dict[str, int | float]) -> dict[str, int | float]:
 
 
 def parse_sampling(text: str) -> dict[str, int | float]:
-    """`min_p=0.05,dry_multiplier=0` → {"min_p": 0.05, "dry_multiplier": 0.0}; `off` → {}."""
+    """`min_p=0.05,dry_multiplier=0` → {"min_p": 0.05, "dry_multiplier": 0}; `off` → {}."""
     if text.strip().lower() in ("off", "none", ""):
         return {}
     values: dict[str, int | float] = {}
