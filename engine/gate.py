@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from dedup import CorruptIndexError, ExactDedup, NearDupIndex
 from retrieval import Embedder
 
 log = logging.getLogger(__name__)
+PASSED_KEPT = 4096  # prechecks remembered for the sink's check (one per item in flight)
 
 
 def rejection_stage(reason: str) -> str:
@@ -36,6 +38,9 @@ class DedupGate:
         self.near = NearDupIndex(embedder.dim, threshold)
         self._unsaved = 0
         self._prepared: dict[str, np.ndarray] = {}
+        # instruction -> (vectors stored, nearest cosine) when its precheck found it new: the
+        # sink's check then scans only the vectors added since instead of searching them all
+        self._passed: OrderedDict[str, tuple[int, float]] = OrderedDict()
         # held while a commit writes the FAISS index in a thread: reads wait, FAISS is not
         # safe to search while it is written
         self._writing = asyncio.Lock()
@@ -50,6 +55,7 @@ class DedupGate:
             self._prepared = dict(zip(todo, vecs))
 
     async def restore(self, instructions: list[str]) -> None:
+        self._passed.clear()  # positions below refer to the index being replaced
         for text in instructions:
             self.exact.add(text)
         loaded = None
@@ -90,7 +96,16 @@ class DedupGate:
         """(rejection reason or None, the embedding to commit, nearest similarity)."""
         if self.exact.seen(instruction):
             return "exact duplicate", None, 1.0
-        return self.verdict(instruction, await self._embedding(instruction))
+        vec = await self._embedding(instruction)
+        passed = self._passed.pop(instruction, None)
+        if passed is None:
+            return self.verdict(instruction, vec)
+        # its precheck searched everything stored then; only later commits can match it now
+        stored, similarity = passed
+        similarity = max(similarity, self.near.nearest_since(vec, stored))
+        if self.near.duplicate_at(similarity):
+            return self._near_reason(), None, similarity
+        return None, vec, similarity
 
     async def _embedding(self, instruction: str) -> np.ndarray:
         """From the batch prepare() embedded, else embedded now."""
@@ -105,7 +120,11 @@ class DedupGate:
             return "dedup", "exact duplicate"
         vec = await self._embedding(instruction)
         async with self._writing:
-            reason = self.verdict(instruction, vec)[0]
+            reason, _, similarity = self.verdict(instruction, vec)
+            if reason is None and not self.density_max:  # a density verdict needs a search
+                self._passed[instruction] = (self.near.ntotal, similarity)
+                if len(self._passed) > PASSED_KEPT:  # items abandoned after their precheck
+                    self._passed.popitem(last=False)
         return None if reason is None else (rejection_stage(reason), reason)
 
     def verdict(self, instruction: str, vec: np.ndarray) -> tuple[str | None, np.ndarray | None,
@@ -116,13 +135,16 @@ class DedupGate:
             return "exact duplicate", None, 1.0
         duplicate, similarity = self.near.is_duplicate(vec)
         if duplicate:
-            return f"near duplicate (cosine >= {self.threshold})", None, similarity
+            return self._near_reason(), None, similarity
         if self.density_max and self.density_radius:
             crowd = self.near.neighbours_within(vec, self.density_radius, self.density_max + 1)
             if crowd > self.density_max:
                 return (f"dense region ({crowd} accepted within cosine {self.density_radius})",
                         None, similarity)
         return None, vec, similarity
+
+    def _near_reason(self) -> str:
+        return f"near duplicate (cosine >= {self.threshold})"
 
     def commit(self, instruction: str, vec: np.ndarray, save_every: int = 25) -> None:
         self.exact.add(instruction)

@@ -307,6 +307,41 @@ def exact_and_ivf(stored, flat_limit=1000):
     return exact, ivf
 
 
+def test_the_flat_scan_finds_what_faiss_finds():
+    """The flat index scans its own storage with numpy: same neighbours, same cosines, same
+    order as FAISS's search of the same index (including k beyond one and beyond ntotal)."""
+    import faiss
+
+    rng = np.random.default_rng(11)
+    vecs = random_unit(rng, 300)
+    index = NearDupIndex(DIM)
+    index.add_many(vecs)
+    reference = faiss.IndexFlatIP(DIM)
+    reference.add(vecs)
+    for q in random_unit(rng, 20):
+        for k in (1, 5):
+            sims, ids = index._search(q[None, :], k)
+            want_sims, want_ids = reference.search(q[None, :], k)
+            assert ids.tolist() == want_ids.tolist()
+            assert np.allclose(sims, want_sims, atol=1e-6)
+    small = NearDupIndex(DIM)
+    small.add_many(vecs[:3])
+    sims, ids = small._search(vecs[1][None, :], 10)
+    assert ids[0, 0] == 1 and sorted(ids[0].tolist()) == [0, 1, 2]
+    assert index.neighbours_within(vecs[7], 0.999, 5) == 1
+
+
+def test_nearest_since_scans_only_the_vectors_added_after_a_position():
+    index = NearDupIndex(DIM, threshold=0.9)
+    index.add(basis(0))
+    index.add(at_cosine(0.3))
+    index.add(at_cosine(0.95))
+    assert index.nearest_since(basis(0), 3) == 0.0  # nothing after the last
+    assert index.nearest_since(basis(0), 1) == pytest.approx(0.95, abs=1e-6)  # not position 0
+    assert index.nearest_since(basis(0), 0) == pytest.approx(1.0)
+    assert index.duplicate_at(0.9) and not index.duplicate_at(0.89)
+
+
 def test_the_index_stays_exact_up_to_its_flat_limit_and_moves_on_the_next_vector():
     vecs = random_unit(np.random.default_rng(6), 202)
     index = NearDupIndex(DIM, flat_limit=200)

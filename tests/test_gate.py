@@ -131,3 +131,29 @@ def test_acommit_saves_when_commit_would(embedder, tmp_path):
         sync.commit(f"q{i}", vec, save_every=7)
     asyncio.run(fill())
     assert saves["a"] == saves["b"] and len(saves["a"]) >= 8
+
+
+def test_the_sinks_check_after_a_precheck_sees_what_was_committed_in_between(embedder, tmp_path):
+    """A precheck that found an instruction new is remembered; the sink's check then compares
+    it only with what was committed since (a paraphrase committed by another item meanwhile is
+    still caught), and decides as a full check would."""
+    paraphrase = ["How tall is Mount Etna in Sicily?", "What is the height of Mount Etna in Sicily?"]
+    full, remembered = gate(embedder, tmp_path / "a.faiss"), gate(embedder, tmp_path / "b.faiss")
+    for g in (full, remembered):
+        asyncio.run(g.restore(QUESTIONS[1:4]))
+    assert asyncio.run(remembered.precheck(paraphrase[1])) is None  # new at this moment
+    assert paraphrase[1] in remembered._passed
+    for g in (full, remembered):  # another item's instruction lands first
+        reason, vec, _ = asyncio.run(g.check(paraphrase[0]))
+        assert reason is None
+        g.commit(paraphrase[0], vec)
+    want = asyncio.run(full.check(paraphrase[1]))
+    got = asyncio.run(remembered.check(paraphrase[1]))
+    assert want[0] is not None and want[0].startswith("near duplicate")
+    assert got[0] == want[0] and abs(got[2] - want[2]) < 1e-5
+    assert paraphrase[1] not in remembered._passed  # used once
+    # with nothing committed in between, the remembered verdict is the full one
+    assert asyncio.run(remembered.precheck(QUESTIONS[5])) is None
+    reason, vec, similarity = asyncio.run(remembered.check(QUESTIONS[5]))
+    assert reason is None and vec is not None
+    assert abs(similarity - remembered.near.nearest(vec)[0]) < 1e-5

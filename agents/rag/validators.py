@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from agents.spec import Subcategory
@@ -34,8 +35,11 @@ META_REFERENCE = re.compile(r"\b(the|this|given|above|following) (passage|text|e
                             re.IGNORECASE)
 
 
-def content_words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1}
+@functools.lru_cache(maxsize=4096)
+def content_words(text: str) -> frozenset[str]:
+    """The words that carry meaning. Remembered: every validator of every item asks this of
+    its seed passage again, and the items of one chunk share it."""
+    return frozenset(w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1)
 
 
 def check_question(question: str) -> str | None:
