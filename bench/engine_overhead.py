@@ -2,15 +2,18 @@
 validators, exact + near-duplicate gates, sink) with an instant teacher that returns canned
 valid JSON, so only the engine's own work is timed.
 
-    python bench/engine_overhead.py [--num 2000] [--skill mcq] [--embedder minilm|hash|both]
-                                    [--profile]
+    python bench/engine_overhead.py [--num 2000] [--skill mcq]
+                                    [--embedder minilm|torch|hash|both|all] [--profile]
 
 Prints records/s and ms per record for the whole run and for its pipeline alone (planning to
 the last write: what grows with the records; the rest is one-off per run: opening the corpus
-index, the teacher file's hash, the dataset card and plots), and the ratio of the engine's cost per record to the real
-teacher's (from bench/RESULTS.md's measured ~1 record/min on the 135M teacher, 2 cores). With
---profile, the top functions by cumulative time (cProfile) — what to optimise first.
+index, the teacher file's hash, the dataset card and plots), and the ratio of the engine's
+cost per record to the real teacher's (from bench/RESULTS.md's measured ~1 record/min on the
+135M teacher, 2 cores). With --profile, the top functions by cumulative time (cProfile) — what
+to optimise first.
 
+`--embedder torch` runs the same model on PyTorch's forward instead of ONNX Runtime's (the
+event loop's Python holds the GIL that PyTorch's worker thread needs after every op).
 `--embedder hash` swaps all-MiniLM for a hashing embedder (bag of word hashes, projected to 384
 dimensions; no model), which separates the engine's own cost per record from the embedding
 model's: every record embeds at least its instruction (dedup), and MiniLM on 2 CPU cores costs
@@ -150,7 +153,10 @@ def main() -> None:
     ap.add_argument("--num", type=int, default=2000)
     ap.add_argument("--skill", default="mcq")
     ap.add_argument("--corpus", default=str(Path(__file__).resolve().parents[1] / "examples" / "docs"))
-    ap.add_argument("--embedder", choices=["minilm", "hash", "both"], default="both")
+    ap.add_argument("--embedder", choices=["minilm", "torch", "hash", "both", "all"],
+                    default="both", help="minilm: the default embedder (its forward in ONNX "
+                    "Runtime); torch: the same model on PyTorch's forward; both: minilm and "
+                    "hash; all: the three")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--sort", default="cumulative", help="cProfile sort key (cumulative, tottime)")
     args = ap.parse_args()
@@ -162,9 +168,11 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
           f"python {platform.python_version()}")
     rates = {}
-    for kind in (["minilm", "hash"] if args.embedder == "both" else [args.embedder]):
-        if kind == "hash":
-            engine.run.Embedder = HashEmbedder
+    kinds = {"both": ["minilm", "hash"], "all": ["minilm", "torch", "hash"]}
+    real = engine.run.Embedder
+    for kind in kinds.get(args.embedder, [args.embedder]):
+        engine.run.Embedder = {"minilm": real, "hash": HashEmbedder,
+                               "torch": functools.partial(real, backend="torch")}[kind]
         summary, elapsed = measure(args, opener)
         accepted = summary["this_run"]["accepted"]
         pipeline = summary["this_run"]["elapsed_s"]  # planning to the last write
@@ -181,9 +189,11 @@ def main() -> None:
               f"{per_record_ms:.2f} ms/record through the pipeline; vs a real 135M teacher at "
               f"~1 accepted record/min the engine costs {per_record_ms / 60000:.6f}× the teacher "
               "per record")
-    if len(rates) == 2:
+    if "hash" in rates and "minilm" in rates:
         print(f"hash / minilm records/s: {rates['hash'] / rates['minilm']:.2f}x "
               "(the share of the engine's time that is the embedding model)")
+    if "torch" in rates and "minilm" in rates:
+        print(f"minilm on ONNX / on PyTorch records/s: {rates['minilm'] / rates['torch']:.2f}x")
 
 
 if __name__ == "__main__":

