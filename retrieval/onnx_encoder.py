@@ -31,8 +31,9 @@ AGREE = 1e-4  # largest difference allowed from the PyTorch vectors (seen: 1.2e-
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "agentinstruct-engine" / "onnx"
+    from models.server_build import cache_root  # the project's one cache folder
+
+    return cache_root() / "onnx"
 
 
 def onnx_encoder(model, model_dir: Path) -> Callable[[list[str], int], np.ndarray] | None:
@@ -43,9 +44,9 @@ def onnx_encoder(model, model_dir: Path) -> Callable[[list[str], int], np.ndarra
     except ImportError:
         return None
     names = [type(module).__name__ for module in model]
-    pooling = model[1].get_config_dict().get("pooling_mode") if len(names) > 1 else None
-    if names[:2] != ["Transformer", "Pooling"] or pooling != "mean" or \
-            any(n != "Normalize" for n in names[2:]):
+    shape_fits = names[:2] == ["Transformer", "Pooling"] and all(
+        n == "Normalize" for n in names[2:])
+    if not shape_fits or model[1].get_config_dict().get("pooling_mode") != "mean":
         log.info("embedder stays on PyTorch: ONNX export covers mean-pooled models only (%s)",
                  "+".join(names))
         return None

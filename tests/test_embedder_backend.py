@@ -64,3 +64,29 @@ def test_an_export_that_disagrees_with_pytorch_is_not_used(tmp_path, monkeypatch
     with caplog.at_level(logging.WARNING):
         assert Embedder().backend == "torch"
     assert "disagrees" in caplog.text
+
+
+def test_a_model_that_is_not_mean_pooled_stays_on_pytorch(tmp_path, monkeypatch, caplog):
+    """The export reproduces mean pooling only: the same weights pooled on the CLS token keep
+    sentence-transformers' own forward (and its vectors)."""
+    import json
+
+    from retrieval.embedder import default_embedder_path
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    source, model = default_embedder_path(), tmp_path / "cls-model"
+    for f in source.rglob("*"):
+        if f.is_file():
+            (model / f.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+            (model / f.relative_to(source)).symlink_to(f)
+    pooling = model / "1_Pooling" / "config.json"
+    config = json.loads(pooling.read_text()) | {"pooling_mode_cls_token": True,
+                                                "pooling_mode_mean_tokens": False}
+    pooling.unlink()
+    pooling.write_text(json.dumps(config))
+    with caplog.at_level(logging.INFO):
+        cls = Embedder(model)
+    assert cls.backend == "torch" and "mean-pooled models only" in caplog.text
+    assert not list((tmp_path / "cache").rglob("*.onnx"))  # nothing exported
+    vec = cls.encode(["How tall is Mount Etna in Sicily?"])
+    assert vec.shape == (1, 384) and abs(float(np.linalg.norm(vec)) - 1) < 1e-5
