@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -228,7 +229,8 @@ def test_embeddings_asked_for_together_share_one_forward_pass(embedder, monkeypa
 
     async def main():
         first = asyncio.ensure_future(embedder.aencode(texts[:1]))
-        await asyncio.sleep(0)  # the first call is running; the next eight arrive meanwhile
+        while not calls:  # the first call is running; the next eight arrive meanwhile
+            await asyncio.sleep(0.001)
         doomed = asyncio.ensure_future(embedder.aencode(["a question nobody waits for"]))
         rest = [asyncio.ensure_future(embedder.aencode([t, t])) for t in texts[1:]]
         await asyncio.sleep(0)
@@ -246,3 +248,37 @@ def test_embeddings_asked_for_together_share_one_forward_pass(embedder, monkeypa
     # a later event loop (the next run in the same process) is served as well
     again = asyncio.run(embedder.aencode([texts[0]]))
     assert float(again[0] @ solo[0]) > 0.9999
+
+
+def test_callers_released_by_a_batch_join_the_texts_already_waiting(embedder, monkeypatch):
+    """When a batch returns, its callers run on before the next batch is taken: items that
+    come straight back for their next text join the ones that waited meanwhile, in one forward
+    pass, instead of a small batch now and another right after (the engine's workers did
+    exactly that: batches of 4 and 12 in turn, where 16 together cost less)."""
+    calls, _ = model_calls(embedder, monkeypatch)
+    counting = embedder._encode_unlocked
+
+    def slow_first(texts, batch_size):  # the first batch runs long enough for a late caller
+        out = counting(texts, batch_size)
+        if len(calls) == 1:
+            time.sleep(0.3)
+        return out
+
+    monkeypatch.setattr(embedder, "_encode_unlocked", slow_first)
+    first = [f"Which harbour has the deepest berth number {n}?" for n in range(3)]
+    second = [f"How deep is the berth of harbour {n}?" for n in range(3)]
+    late = "When was the lighthouse of the harbour built?"
+
+    async def item(n):
+        await embedder.aencode([first[n]])
+        return await embedder.aencode([second[n]])  # straight back, as a worker does
+
+    async def main():
+        items = [asyncio.ensure_future(item(n)) for n in range(3)]
+        while not calls:  # the first batch is running
+            await asyncio.sleep(0.001)
+        return await asyncio.gather(*items, embedder.aencode([late]))
+
+    rows = asyncio.run(main())
+    assert calls == [first, [late, *second]]
+    assert all(r.shape == (1, embedder.dim) for r in rows)
