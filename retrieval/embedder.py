@@ -48,6 +48,8 @@ class Embedder:
         """`backend`: "auto" runs the forward pass in ONNX Runtime where the model allows it
         (retrieval/onnx_encoder.py: the same vectors, without holding the GIL), "torch" keeps
         sentence-transformers' PyTorch forward."""
+        if backend not in ("auto", "torch"):
+            raise ValueError(f"Embedder backend is 'auto' or 'torch', not {backend!r}")
         path = Path(model_path) if model_path is not None else default_embedder_path()
         if not path.is_dir():
             raise FileNotFoundError(
