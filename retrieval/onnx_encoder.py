@@ -66,8 +66,7 @@ def onnx_encoder(model, model_dir: Path) -> Callable[[list[str], int], np.ndarra
                           return_tensors="np")
         return session.run(None, {k: batch[k].astype(np.int64) for k in inputs})[0]
 
-    dim = (getattr(model, "get_embedding_dimension", None)
-           or model.get_sentence_embedding_dimension)()
+    dim = session.get_outputs()[0].shape[1]  # the graph's own width: ("batch", dim)
 
     def encode(texts: list[str], batch_size: int) -> np.ndarray:
         out = np.empty((len(texts), dim), dtype=np.float32)
