@@ -102,13 +102,13 @@ async def open_teacher(
         return
 
     # imported here so that `python -m models.server_build` runs without a runpy warning
-    from models.server_build import ServerBuildError, ensure_binary
+    from models.server_build import ServerBuildError
 
     model = settings.model_path or default_teacher_gguf()
     binary = None
     if settings.backend in ("auto", "server"):
         try:
-            binary = await asyncio.to_thread(ensure_binary, "llama-server", None, say)
+            binary = await asyncio.to_thread(server_binary, say)
         except ServerBuildError as exc:
             if settings.backend == "server":
                 raise TeacherError(f"llama-server unavailable: {exc}") from exc
@@ -161,3 +161,20 @@ async def remote_slots(url: str, api_key: str | None, say: Callable[[str], None]
         return slots
     say(f"--parallel auto: {url} does not report its slots; using 4")
     return 4
+
+
+def server_binary(say: Callable[[str], None]) -> Path:
+    """The CUDA build of llama-server where a GPU is wanted, else the CPU one; also the CPU one
+    when the CUDA build fails (a toolkit without cuBLAS, an unsupported architecture): N slots
+    on the CPU still beat the in-process fallback's one. That one is the plain CPU build:
+    CMAKE_ARGS were written for the configuration that failed."""
+    from models.server_build import ServerBuildError, cuda_wanted, ensure_binary
+
+    try:
+        return ensure_binary("llama-server", None, say)
+    except ServerBuildError as exc:
+        if not cuda_wanted():
+            raise
+        say(f"the CUDA build of llama-server failed ({exc}); using the CPU build instead "
+            f"(ENGINE_CUDA=0 skips the CUDA attempt)")
+        return ensure_binary("llama-server", False, say, args=[])

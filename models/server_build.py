@@ -9,7 +9,10 @@ cached per (version, cpu|cuda) under the user cache directory; a cold build take
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -32,46 +35,82 @@ def cache_root() -> Path:
     return Path(base) / "agentinstruct-engine"
 
 
+_CUDA_FLAG = re.compile(r"-DGGML_CUDA(?::BOOL)?=(\S*)", re.IGNORECASE)
+
+
+def _cmake_env_args() -> list[str]:
+    """CMAKE_ARGS, the variable llama-cpp-python's own build reads, as separate `-D...` flags
+    (`-D NAME=V` joined into one)."""
+    words = shlex.split(os.environ.get("CMAKE_ARGS", ""))
+    args: list[str] = []
+    for word in words:
+        if args and args[-1] == "-D":
+            args[-1] += word
+        else:
+            args.append(word)
+    return args
+
+
+def cmake_args() -> list[str]:
+    """Extra flags for the server build from CMAKE_ARGS (e.g. `-DCMAKE_CUDA_ARCHITECTURES=90`),
+    so the server is built like the bindings; GGML_CUDA among them is cuda_wanted()'s to read,
+    and the build sets it from that."""
+    return [a for a in _cmake_env_args() if not _CUDA_FLAG.fullmatch(a)]
+
+
 def cuda_wanted() -> bool:
-    """CUDA only where a GPU is really present: nvcc alone (as on CI) would mean a 30-min build."""
+    """CUDA only where a GPU is really present: nvcc alone (as on CI) would mean a 30-min build.
+    ENGINE_CUDA=1/0 decides first, then GGML_CUDA in CMAKE_ARGS (the guide's
+    `CMAKE_ARGS=-DGGML_CUDA=on`), then whether nvidia-smi sees a GPU."""
     forced = os.environ.get("ENGINE_CUDA")
     if forced is not None:
         return forced == "1"
+    for arg in reversed(_cmake_env_args()):
+        if flag := _CUDA_FLAG.fullmatch(arg):
+            return flag.group(1).upper() in ("ON", "1", "TRUE", "YES", "Y")
     if not (shutil.which("nvcc") and shutil.which("nvidia-smi")):
         return False
     probe = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False)
     return probe.returncode == 0 and "GPU" in probe.stdout
 
 
-def binary_dir(cuda: bool | None = None) -> Path:
+def binary_dir(cuda: bool | None = None, args: list[str] | None = None) -> Path:
+    """Where the build for (cuda, extra cmake flags) lives; `args` defaults to cmake_args()."""
     flavour = "cuda" if (cuda_wanted() if cuda is None else cuda) else "cpu"
+    if extra := cmake_args() if args is None else args:  # another configuration, another binary
+        flavour += "-" + hashlib.sha256("\0".join(extra).encode()).hexdigest()[:8]
     return cache_root() / f"llama.cpp-{LLAMA_CPP_PYTHON_VERSION}-{flavour}" / "bin"
 
 
-def find_binary(name: str = "llama-server", cuda: bool | None = None) -> Path | None:
-    path = binary_dir(cuda) / name
+def find_binary(name: str = "llama-server", cuda: bool | None = None,
+                args: list[str] | None = None) -> Path | None:
+    path = binary_dir(cuda, args) / name
     return path if path.is_file() and os.access(path, os.X_OK) else None
 
 
 def ensure_binary(
-    name: str = "llama-server", cuda: bool | None = None, log: Callable[[str], None] = print
+    name: str = "llama-server", cuda: bool | None = None, log: Callable[[str], None] = print,
+    args: list[str] | None = None,
 ) -> Path:
-    """Return the cached binary, building it first if needed (serialized by a file lock)."""
+    """Return the cached binary, building it first if needed (serialized by a file lock).
+    `args`: extra cmake flags, CMAKE_ARGS's by default ([] for the plain build)."""
     cuda = cuda_wanted() if cuda is None else cuda
-    found = find_binary(name, cuda)
+    args = cmake_args() if args is None else args
+    found = find_binary(name, cuda, args)
     if found:
         return found
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may have built it while we waited
-        found = find_binary(name, cuda)
+        found = find_binary(name, cuda, args)
         if found:
             return found
-        _build(cuda, log)
-    found = find_binary(name, cuda)
+        _build(cuda, args, log)
+    found = find_binary(name, cuda, args)
     if not found:
-        raise ServerBuildError(f"build finished but {name} is missing in {binary_dir(cuda)}")
+        raise ServerBuildError(f"build finished but {name} is missing in "
+                               f"{binary_dir(cuda, args)}")
     return found
 
 
@@ -95,15 +134,18 @@ def _sdist(log: Callable[[str], None]) -> Path:
     return found[0]
 
 
-def _build(cuda: bool, log: Callable[[str], None]) -> None:
+def _build(cuda: bool, args: list[str], log: Callable[[str], None]) -> None:
     if not shutil.which("cmake"):
         raise ServerBuildError("cmake is not installed; install cmake and a C++ compiler, "
                                "or pass --teacher-url to use a running server")
     sdist = _sdist(log)
-    final = binary_dir(cuda)
+    final = binary_dir(cuda, args)
     jobs = str(os.cpu_count() or 2)
-    log(f"compiling llama-server ({'CUDA' if cuda else 'CPU'}) once into {final} "
-        f"(~7 min on 2 cores, cached afterwards)")
+    extra = " ".join(args)
+    log(f"compiling llama-server ({'CUDA' if cuda else 'CPU'}{', ' + extra if extra else ''}) "
+        f"once into {final} (~7 min on 2 cores for the CPU build, cached afterwards)")
+    log_file = cache_root() / "build.log"  # outlives the build directory: read it on failure
+    log_file.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_root(), prefix="build-") as tmp:
         with tarfile.open(sdist) as tar:
             tar.extractall(tmp, filter="data")
@@ -115,10 +157,11 @@ def _build(cuda: bool, log: Callable[[str], None]) -> None:
             "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
             "-DLLAMA_BUILD_TOOLS=ON", "-DLLAMA_BUILD_SERVER=ON",
             f"-DGGML_CUDA={'ON' if cuda else 'OFF'}",
+            *args,  # last: a user's flag overrides ours
         ]
-        _run(["cmake", "-S", str(source), "-B", str(build), *flags], build.parent / "cmake.log")
+        _run(["cmake", "-S", str(source), "-B", str(build), *flags], log_file)
         _run(["cmake", "--build", str(build), "--config", "Release", "-j", jobs,
-              "--target", *TARGETS], build.parent / "cmake.log")
+              "--target", *TARGETS], log_file)
         staged = Path(tmp) / "bin"
         staged.mkdir()
         for name in TARGETS:
@@ -133,8 +176,19 @@ def _run(cmd: list[str], log_file: Path) -> None:
     with open(log_file, "a") as out:
         done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0:
-        tail = log_file.read_text(errors="replace").strip().splitlines()[-5:]
-        raise ServerBuildError(f"`{' '.join(cmd[:3])} …` failed: " + " | ".join(tail))
+        raise ServerBuildError(f"`{' '.join(cmd[:2])} …` failed: {first_error(log_file)} "
+                               f"(whole log: {log_file})")
+
+
+def first_error(log_file: Path) -> str:
+    """The build log's first error and the lines under it: the cause. Its last lines only say
+    that the step failed (seen: a CUDA toolkit without cuBLAS ended in "CMake Generate step
+    failed", the missing CUDA::cublas was 20 lines above)."""
+    lines = [line.strip() for line in log_file.read_text(errors="replace").splitlines()]
+    for i, line in enumerate(lines):
+        if line.startswith("CMake Error") or " error:" in line or line.startswith("error:"):
+            return " | ".join(x for x in lines[i:i + 6] if x)
+    return " | ".join(x for x in lines[-5:] if x) or "no output"
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def server_binary() -> Path:
     """The real llama-server, built once into the user cache (a cold CI run compiles it here)."""
     from models.server_build import ensure_binary
 
-    return ensure_binary("llama-server", cuda=False)
+    return ensure_binary("llama-server", cuda=False, args=[])  # plain, whatever CMAKE_ARGS says
 
 
 @pytest.fixture(scope="session")
