@@ -43,6 +43,9 @@ class TeacherSettings(BaseModel):
                                 "choice)")
     timeout_s: float = Field(300.0, gt=0)
     server_log: Path | None = None
+    # "auto": the embedded teacher, served on the CPU, as Q8_0 (models/cpu_weights.py: its
+    # Q4_1 has no fast CPU prompt kernels); "q8_0": any GGUF so; "as-is": never converted
+    weights: Literal["auto", "as-is", "q8_0"] = "auto"
     # llama.cpp sampler settings added to every request; None: models.sampling.SMALL_TEACHER
     # for a managed or in-process teacher, nothing for a URL (its server may not be llama.cpp)
     sampling: dict[str, int | float] | None = None
@@ -104,7 +107,8 @@ async def open_teacher(
     # imported here so that `python -m models.server_build` runs without a runpy warning
     from models.server_build import ServerBuildError
 
-    model = settings.model_path or default_teacher_gguf()
+    source = settings.model_path or default_teacher_gguf()
+    model = await asyncio.to_thread(served_weights, settings, source, say)
     binary = None
     if settings.backend in ("auto", "server"):
         try:
@@ -116,7 +120,8 @@ async def open_teacher(
 
     if binary is None:
         teacher = InProcessTeacher(model, ctx=settings.ctx, gpu_layers=settings.gpu_layers,
-                                   threads=settings.threads, sampling=settings.sampler())
+                                   threads=settings.threads, sampling=settings.sampler(),
+                                   model_name=source.name)
         try:
             yield teacher
         finally:
@@ -135,7 +140,7 @@ async def open_teacher(
         log_path=settings.server_log)
     async with ManagedServer(server_settings) as server:
         teacher = OpenAICompatTeacher(
-            lambda: server.base_url, model_name=model.name, slots=settings.parallel,
+            lambda: server.base_url, model_name=source.name, slots=settings.parallel,
             timeout_s=settings.timeout_s, llama_cpp=True, on_failure=server.ensure_alive,
             restarts=lambda: server.restarts, sampling=settings.sampler())
         try:
@@ -161,6 +166,23 @@ async def remote_slots(url: str, api_key: str | None, say: Callable[[str], None]
         return slots
     say(f"--parallel auto: {url} does not report its slots; using 4")
     return 4
+
+
+def served_weights(settings: TeacherSettings, source: Path, say: Callable[[str], None]) -> Path:
+    """The GGUF the managed or in-process teacher loads: `source`, or its Q8_0 copy (see
+    TeacherSettings.weights). Records and the card still name `source`: the copy holds its
+    weights (models/cpu_weights.py)."""
+    convert = settings.weights == "q8_0" or (
+        settings.weights == "auto" and settings.gpu_layers == 0
+        and settings.model_path is None)  # the embedded teacher, the one measured
+    if not convert:
+        return source
+    from models.cpu_weights import q8_0
+    from models.llama_server import check_gguf
+
+    check_gguf(source)  # a bad file gets its own clear error, not a failed conversion
+
+    return q8_0(source, say)
 
 
 def server_binary(say: Callable[[str], None]) -> Path:

@@ -23,10 +23,11 @@ class InProcessTeacher:
 
     def __init__(self, model_path: Path, *, ctx: int = 4096, gpu_layers: int = 0,
                  threads: int | None = None,
-                 sampling: dict[str, int | float] | None = None) -> None:
+                 sampling: dict[str, int | float] | None = None,
+                 model_name: str | None = None) -> None:
         check_gguf(model_path)
         self.model_path = model_path
-        self.model_name = model_path.name
+        self.model_name = model_name or model_path.name
         self._ctx = ctx
         self._gpu_layers = gpu_layers
         self._threads = threads
