@@ -1,6 +1,7 @@
 """Aggregate throughput of the managed llama-server by slot count, JSON-schema constrained.
 
     python bench/teacher_slots.py [--parallel 1,2,4,8,16] [--requests 32] [--max-tokens 200]
+                                  [--model GGUF] [--weights as-is|q8_0|as-is,q8_0]
 
 Starts one server per slot count with the same GGUF and sends the same batch of concurrent
 schema-constrained requests to each, in two workloads: `short` (a one-line prompt: decode-bound)
@@ -8,6 +9,9 @@ and `rag` (a ~1,200-character passage per prompt, as the engine sends: prompt-pr
 Prints completion tokens per wall second, the ratio to the first slot count, and the ratio to
 llama.cpp's own raw decode figure for the same model (`llama-bench`, built from the same source
 by models/server_build.py): how close the served, constrained rate comes to the bare engine.
+`--weights as-is,q8_0` measures the GGUF and its Q8_0 copy (what `--teacher-weights auto`
+serves on a CPU) in turn at each slot count and prints requests per second q8_0 / as-is (the
+same prompts; the replies' lengths differ a little between the two).
 Figures go to bench/RESULTS.md with the machine they were measured on.
 """
 
@@ -30,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models import ChatMessage, default_teacher_gguf  # noqa: E402
 from models.llama_server import ManagedServer, ServerSettings  # noqa: E402
 from models.openai_client import OpenAICompatTeacher  # noqa: E402
+from models.cpu_weights import q8_0  # noqa: E402
 from models.server_build import ensure_binary  # noqa: E402
 from retrieval import chunk_document, load_documents  # noqa: E402
 
@@ -105,25 +110,40 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=200)
     p.add_argument("--model", type=Path, default=None)
     p.add_argument("--gpu-layers", type=int, default=0)
+    p.add_argument("--weights", default="as-is", help="as-is, q8_0 or both (as-is,q8_0): the "
+                   "GGUF as given and/or its Q8_0 copy (models/cpu_weights.py), measured in turn "
+                   "at each slot count, with the ratio q8_0 / as-is")
     args = p.parse_args()
-    model = args.model or default_teacher_gguf()
+    source = args.model or default_teacher_gguf()
+    models = {w: source if w == "as-is" else q8_0(source, lambda m: print(m, file=sys.stderr))
+              for w in args.weights.split(",")}
     binary = ensure_binary("llama-server", log=lambda m: print(m, file=sys.stderr))
-    print(f"model {model.name}; {args.requests} concurrent schema-constrained requests, "
+    print(f"model {source.name}; {args.requests} concurrent schema-constrained requests, "
           f"max_tokens {args.max_tokens}; {machine()}; gpu_layers {args.gpu_layers}")
-    raw_prompt, raw_decode_rate = raw_decode(model, args.gpu_layers)
-    print(f"llama-bench (same build, one sequence): prompt {raw_prompt:.1f} tok/s, "
-          f"decode {raw_decode_rate:.1f} tok/s")
+    raw = {}
+    for weights, model in models.items():
+        raw[weights] = raw_decode(model, args.gpu_layers)
+        print(f"llama-bench {weights} (same build, one sequence): prompt {raw[weights][0]:.1f} "
+              f"tok/s, decode {raw[weights][1]:.1f} tok/s")
     for workload, texts in (("short", short_prompts(args.requests)),
                             ("rag", rag_prompts(args.requests))):
-        base = None
+        base: dict[str, float] = {}
         for parallel in [int(x) for x in args.parallel.split(",")]:
-            rate, tokens, elapsed, prompt_tokens = asyncio.run(
-                measure(binary, model, parallel, texts, args.max_tokens, args.gpu_layers))
-            base = base or rate
-            print(f"{workload:>5} --parallel {parallel:>2}: {rate:6.1f} completion tok/s "
-                  f"({tokens} tokens, {prompt_tokens} prompt tokens, {elapsed:.1f}s)  "
-                  f"vs --parallel {args.parallel.split(',')[0]}: {rate / base:.2f}x, "
-                  f"vs llama-bench decode: {rate / raw_decode_rate:.2f}x")
+            first = None
+            for weights, model in models.items():
+                rate, tokens, elapsed, prompt_tokens = asyncio.run(
+                    measure(binary, model, parallel, texts, args.max_tokens, args.gpu_layers))
+                base.setdefault(weights, rate)
+                # per request: the replies' lengths differ between weights, the prompts do not
+                per_request = elapsed / len(texts)
+                first = first or per_request
+                label = f" {weights:>5}" if len(models) > 1 else ""
+                print(f"{workload:>5}{label} --parallel {parallel:>2}: {rate:6.1f} completion "
+                      f"tok/s ({tokens} tokens, {prompt_tokens} prompt tokens, {elapsed:.1f}s)  "
+                      f"vs --parallel {args.parallel.split(',')[0]}: {rate / base[weights]:.2f}x, "
+                      f"vs llama-bench decode: {rate / raw[weights][1]:.2f}x"
+                      + (f", requests/s vs as-is: {first / per_request:.2f}x"
+                         if len(models) > 1 and weights != "as-is" else ""))
 
 
 if __name__ == "__main__":
