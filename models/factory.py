@@ -181,7 +181,6 @@ def served_weights(settings: TeacherSettings, source: Path, say: Callable[[str],
     from models.llama_server import check_gguf
 
     check_gguf(source)  # a bad file gets its own clear error, not a failed conversion
-
     return q8_0(source, say)
 
 
