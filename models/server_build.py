@@ -2,8 +2,9 @@
 
 The llama-cpp-python sdist vendors llama.cpp (server sources included), so building the server
 from it keeps the server and the in-process bindings on one llama.cpp version. The binary is
-cached per (version, cpu|cuda) under the user cache directory; a cold build takes ~7 min on
-2 cores, later runs find it at once.
+cached per (version, cpu|cuda, extra CMAKE_ARGS flags) under the user cache directory; a cold
+CPU build takes ~7 min on 2 cores, later runs find it at once. A failed build keeps its log
+(build.log in that directory) and quotes the first error from it.
 """
 
 from __future__ import annotations
