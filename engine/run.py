@@ -21,6 +21,7 @@ from engine.progress import Progress
 from engine.sink import JsonlWriter, read_jsonl, repair_tail
 from engine.report import write_report
 from models import default_teacher_gguf, describe, open_teacher
+from models.server_build import file_key
 from retrieval import CorpusIndex, Embedder
 
 log = logging.getLogger(__name__)
@@ -183,8 +184,7 @@ def run_info(cfg: RunConfig, teacher_name: str, embedder_name: str) -> dict:
 
 def file_sha256(path: Path, cache: Path) -> str:
     """The teacher file's hash for the card, cached by (path, size, mtime): GGUFs are large."""
-    stat = path.stat()
-    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    key = file_key(path)
     known = json.loads(cache.read_text()) if cache.exists() else {}
     if key not in known:
         digest = hashlib.sha256()

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from models.llama_server import ManagedServer, ServerSettings
 from models.openai_client import OpenAICompatTeacher
+from models.server_build import file_key
 from models.teacher import ChatMessage
 
 CPU_CANDIDATES = (1, 2, 4, 8)
@@ -44,8 +45,7 @@ def pick(rates: dict[int, float]) -> int:
 
 
 def cache_key(binary: Path, model: Path, gpu_layers: int) -> str:
-    b, m = binary.stat(), model.stat()
-    return (f"{binary.resolve()}:{b.st_mtime_ns}|{model.resolve()}:{m.st_size}:{m.st_mtime_ns}"
+    return (f"{binary.resolve()}:{binary.stat().st_mtime_ns}|{file_key(model)}"
             f"|gpu_layers={gpu_layers}|cpus={os.cpu_count()}")
 
 

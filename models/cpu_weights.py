@@ -24,13 +24,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from models.server_build import cache_root
+from models.server_build import cache_root, file_key
 
 
 def converted_path(source: Path) -> Path:
     """Where `source`'s Q8_0 copy lives: one per source file (path, size, mtime)."""
-    stat = source.stat()
-    key = hashlib.sha256(f"{source.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    key = hashlib.sha256(file_key(source).encode())
     return cache_root() / "gguf" / f"{source.stem}.{key.hexdigest()[:12]}.q8_0.gguf"
 
 

@@ -36,6 +36,13 @@ def cache_root() -> Path:
     return Path(base) / "agentinstruct-engine"
 
 
+def file_key(path: Path) -> str:
+    """What a cache entry derived from a large file is keyed by: its path, size and mtime (a
+    rewritten file gets a new entry; hashing GGUFs on every run would cost seconds)."""
+    stat = path.stat()
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
 _CUDA_FLAG = re.compile(r"-DGGML_CUDA(?::BOOL)?=(\S*)", re.IGNORECASE)
 
 
