@@ -115,8 +115,9 @@ def main() -> None:
                    "at each slot count, with the ratio q8_0 / as-is")
     args = p.parse_args()
     source = args.model or default_teacher_gguf()
+    # as-is first: the q8_0 row's ratio is against it, whatever order was typed
     models = {w: source if w == "as-is" else q8_0(source, lambda m: print(m, file=sys.stderr))
-              for w in args.weights.split(",")}
+              for w in sorted(set(args.weights.split(",")), key=lambda w: w != "as-is")}
     binary = ensure_binary("llama-server", log=lambda m: print(m, file=sys.stderr))
     print(f"model {source.name}; {args.requests} concurrent schema-constrained requests, "
           f"max_tokens {args.max_tokens}; {machine()}; gpu_layers {args.gpu_layers}")
