@@ -37,6 +37,9 @@ class Usage(BaseModel):
     # completion tokens per calling stage (transform, instruct, suggest, edit, respond, ...):
     # where a rejected item's tokens went, so waste can be cut where it is made
     by_stage: dict[str, int] = Field(default_factory=dict)
+    # prompt tokens the teacher computed (not served from its cache) per calling stage: where
+    # the teacher's prompt-processing time goes, so layout and routing can cut it where it is
+    evaluated_by_stage: dict[str, int] = Field(default_factory=dict)
 
     @property
     def evaluated_prompt_tokens(self) -> int:
@@ -49,6 +52,8 @@ class Usage(BaseModel):
         self.completion_tokens += completion.completion_tokens
         self.cached_tokens += completion.cached_tokens
         self.by_stage[stage] = self.by_stage.get(stage, 0) + completion.completion_tokens
+        evaluated = completion.prompt_tokens - completion.cached_tokens
+        self.evaluated_by_stage[stage] = self.evaluated_by_stage.get(stage, 0) + evaluated
 
     def retry(self, stage: str, reason: str) -> None:
         """A reply that is asked again instead of ending its item."""
@@ -63,6 +68,8 @@ class Usage(BaseModel):
         self.unusable_replies += other.unusable_replies
         for stage, tokens in other.by_stage.items():
             self.by_stage[stage] = self.by_stage.get(stage, 0) + tokens
+        for stage, tokens in other.evaluated_by_stage.items():
+            self.evaluated_by_stage[stage] = self.evaluated_by_stage.get(stage, 0) + tokens
         for why, n in other.retried.items():
             self.retried[why] = self.retried.get(why, 0) + n
 

@@ -233,6 +233,8 @@ def summarize(cfg: RunConfig, stats: RunStats, resumed_from: int, teacher: str,
                 stats.usage.evaluated_prompt_tokens / max(1, stats.accepted + stats.rejected), 1),
             "evaluated_prompt_tokens_per_accepted": round(
                 stats.usage.evaluated_prompt_tokens / max(1, stats.accepted), 1),
+            "evaluated_prompt_tokens_by_call": _shares(
+                Counter(stats.usage.evaluated_by_stage), stats.usage.evaluated_prompt_tokens),
             "completion_tokens": completion,
             "wasted_completion_tokens": stats.wasted_completion_tokens,
             "waste_share": round(stats.wasted_completion_tokens / max(1, completion), 3),
@@ -277,6 +279,6 @@ def skill_report(skills: dict, quota: dict[str, int], earlier: list[dict], stats
 
 
 def _shares(tokens: Counter, total: int) -> dict[str, dict]:
-    """Tokens and their share of all completion tokens, largest first."""
+    """Tokens and their share of `total` (completion or evaluated prompt tokens), largest first."""
     return {key: {"tokens": n, "share": round(n / max(1, total), 3)}
             for key, n in tokens.most_common() if n}

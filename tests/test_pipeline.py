@@ -366,7 +366,13 @@ def test_the_summary_says_which_rejections_and_which_calls_wasted_tokens(corpus,
         tokens = rec["metadata"]["tokens"]
         assert {"instruct", "suggest", "edit", "respond"} <= set(tokens["by_stage"])
         assert sum(tokens["by_stage"].values()) == tokens["completion_tokens"]
+        assert sum(tokens["evaluated_by_stage"].values()) \
+            == tokens["prompt_tokens"] - tokens["cached_tokens"]
     assert this["evaluated_prompt_tokens"] == this["prompt_tokens"] - this["cached_prompt_tokens"]
+    # and the prompt tokens the teacher computed, by the call that sent them, over every item
+    by_call = this["evaluated_prompt_tokens_by_call"]
+    assert {"instruct", "suggest", "edit", "respond"} <= set(by_call)
+    assert sum(v["tokens"] for v in by_call.values()) == this["evaluated_prompt_tokens"] > 0
     stats = json.loads((out / "stats.json").read_text())
     assert stats["waste_by_reason"] and abs(sum(stats["waste_by_reason"].values())
                                             - stats["waste_share"]) < 1e-3
