@@ -227,16 +227,17 @@ class Skill:
                   seed: int, system: str | None = None, temperature: float | None = None,
                   salvage: Callable[[str], T | None] | None = None,
                   check: Callable[[T], str | None | Awaitable[str | None]] | None = None,
-                  retries: int | None = None) -> T:
+                  retries: int | None = None, history: Sequence[ChatMessage] = ()) -> T:
         """One constrained call, retried with a new seed when the reply is unusable; `salvage`
         may rescue a reply cut off by max_tokens instead of paying for another.
 
         `check` is the stage's cheap checks: a reply it faults is unusable too and is asked
         again. The calls before this one (a transformation above all) are paid for already, and
         one more short call is cheaper than throwing them away with the item (measured: most
-        RAG items ended at their first question, and their transformation with them)."""
+        RAG items ended at their first question, and their transformation with them).
+        `history`: earlier turns before the prompt (a demonstration)."""
         messages = ([ChatMessage(role="system", content=system)] if system else []) + [
-            ChatMessage(role="user", content=prompt)]
+            *history, ChatMessage(role="user", content=prompt)]
         last: ReplyError | Rejected | None = None
         retries = ctx.settings.reply_retries if retries is None else retries
         for attempt in range(retries + 1):
@@ -323,17 +324,36 @@ class Skill:
         it is asked about it."""
         prompt = self.render("instruct.j2", subcategory=sub, passages=passages, anchor=anchor)
         output = anchored_question(anchor) if anchor else Question
+        demo = self.spec.demonstrations
 
         async def check(reply: BaseModel) -> str | None:
             question = first_question(reply.question)
+            if demo and demo.copied(question, passages):
+                return "question copies the demonstration"
             return self.check_instruction(question, passages, sub) or \
                 await self.round_trip_problem(ctx, question, source)
 
-        question = first_question((await self.ask(ctx, trace, "instruct", prompt, output, seed,
-                                                  check=check)).question)
+        question = first_question((await self.ask(
+            ctx, trace, "instruct", prompt, output, seed, check=check,
+            history=self.demonstration(sub, anchored=anchor is not None))).question)
         trace.steps.append({"step": "instruct", "question": question,
                             **({"anchor": anchor} if anchor else {})})
         return question
+
+    def demonstration(self, sub: Subcategory, anchored: bool) -> tuple[ChatMessage, ...]:
+        """The turns that show the teacher one good reply of this type (skill.toml's
+        `demonstrations`), in the reply shape the item asks for; none when the type has none."""
+        demo = self.spec.demonstrations
+        shown = demo.questions.get(sub.name) if demo else None
+        if shown is None:
+            return ()
+        about = shown.about if anchored else None
+        prompt = self.render("instruct.j2", subcategory=sub, passages=demo.passages[:sub.passages],
+                             anchor=about)
+        reply = {"about": about, "question": shown.question} if anchored else {
+            "question": shown.question}
+        return (ChatMessage(role="user", content=prompt),
+                ChatMessage(role="assistant", content=json.dumps(reply)))
 
     async def round_trip_problem(self, ctx: FlowContext, instruction: str,
                                  source: Chunk | None) -> str | None:
@@ -372,21 +392,26 @@ class Skill:
         return sub.off_type(instruction)
 
     async def refine(self, ctx: FlowContext, trace: Trace, sub: Subcategory, passages: list[str],
-                     question: str, seed: int, source: Chunk | None = None) -> str:
+                     question: str, seed: int, source: Chunk | None = None,
+                     anchored: bool = False) -> str:
         """Suggester → editor rounds; each round's goal is drawn from the skill's list. An edit
         that fails the skill's cheap checks (or, given its `source`, the round trip) is dropped
         and the previous version kept."""
         rng = random.Random(seed)
+        # the instruct call's demonstration goes first here too: the chain's calls then share
+        # one prefix (demonstration + seed material) in the server's prompt cache
+        shown = self.demonstration(sub, anchored)
         for rnd in range(ctx.settings.refine_rounds):
             goal = rng.choice(self.spec.refinement_goals)
             prompt = self.render("suggest.j2", subcategory=sub, passages=passages,
                                  question=question, goal=goal)
             suggestions = (await self.ask(ctx, trace, "suggest", prompt, Suggestions,
-                                          seed + 101 * (rnd + 1))).suggestions
+                                          seed + 101 * (rnd + 1), history=shown)).suggestions
             prompt = self.render("edit.j2", subcategory=sub, passages=passages, question=question,
                                  suggestions=suggestions)
             edited = first_question((await self.ask(ctx, trace, "edit", prompt, Question,
-                                                    seed + 211 * (rnd + 1))).question)
+                                                    seed + 211 * (rnd + 1),
+                                                    history=shown)).question)
             problem = self.check_instruction(edited, passages, sub) or \
                 await self.round_trip_problem(ctx, edited, source)
             trace.steps.append({"step": "refine", "round": rnd + 1, "goal": goal,

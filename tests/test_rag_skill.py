@@ -470,3 +470,79 @@ def test_a_failed_transformation_is_asked_once_and_the_passage_goes_on(topic_ind
     instruct = next(p for p in prompts if "\nWrite ONE" in p)
     assert chunk.text in instruct  # the passage itself, not a transformation of it
     assert candidate.usage.by_stage["transform"] > 0  # the failed call is still paid for
+
+
+# -- demonstrations: one good reply per type, shown as an earlier turn ------------------------
+
+def test_every_type_has_a_demonstration_that_passes_its_own_checks():
+    skill = load_skill("rag")
+    demo = skill.spec.demonstrations
+    assert set(demo.questions) == {s.name for s in skill.spec.taxonomy}
+    for name, shown in demo.questions.items():
+        sub = skill.spec.subcategory(name)
+        passages = demo.passages[:sub.passages]
+        assert shown.about.lower() in passages[0].lower()  # an anchor is a term of the seed
+        assert skill.check_instruction(shown.question, passages, sub) is None, name
+        assert not demo.copied(shown.question, passages)  # its own source has the telltales
+
+
+def test_the_teacher_sees_a_demonstration_of_the_type_before_the_item(topic_index):
+    teacher = ScriptedTeacher(rag_replies(lambda p: "How many workers live in a honey bee colony?"))
+    skill = load_skill("rag")
+    ctx = FlowContext(teacher=teacher, index=topic_index, settings=FlowSettings(refine_rounds=1))
+    chunk = next(c for c in topic_index.chunks if c.doc_path.endswith("bees.txt"))
+    item = WorkItem(id="n", skill="rag", subcategory="single_fact", transformation="identity",
+                    seed_chunk_id=chunk.id, seed=3)
+    asyncio.run(skill.run(ctx, item))
+    shown, reply, asked = teacher.prompts[0]  # the instruct call: demonstration, then the item
+    assert (shown.role, reply.role, asked.role) == ("user", "assistant", "user")
+    assert "Thames Barrier" in shown.content and "Write ONE single fact question" in shown.content
+    assert json.loads(reply.content)["question"] == \
+        skill.spec.demonstrations.questions["single_fact"].question
+    assert chunk.text in asked.content and "Thames" not in asked.content
+    # the demonstrated reply has the shape this item's reply is asked for (with or without the
+    # anchor's "about"), and the item's prompt is the one it would be without a demonstration
+    assert ("about" in json.loads(reply.content)) == ('{"about": ' in asked.content)
+    anchor = json.loads(reply.content).get("about")
+    assert anchor is None or f'about "{anchor}" that' in shown.content
+    # the refinement's calls open with the same turns (one cached prefix for the chain); the
+    # answer, whose prompt is the record's user turn, carries none
+    suggest, edit, respond = teacher.prompts[1:]
+    assert "Suggest one to three" in suggest[-1].content and "Rewrite" in edit[-1].content
+    assert suggest[:2] == edit[:2] == [shown, reply]
+    assert all(m.role != "assistant" for m in respond) and respond[0].role == "system"
+
+
+def test_a_question_that_copies_the_demonstration_is_asked_again(topic_index):
+    copied = load_skill("rag").spec.demonstrations.questions["single_fact"].question
+    asked = []
+
+    def question_for(prompt):
+        asked.append(prompt)
+        return copied if len(asked) == 1 else "How many workers live in a honey bee colony?"
+
+    skill = load_skill("rag")
+    ctx = FlowContext(teacher=ScriptedTeacher(rag_replies(question_for)), index=topic_index,
+                      settings=FlowSettings(refine_rounds=0))
+    chunk = next(c for c in topic_index.chunks if c.doc_path.endswith("bees.txt"))
+    item = WorkItem(id="c", skill="rag", subcategory="single_fact", transformation="identity",
+                    seed_chunk_id=chunk.id, seed=3)
+    candidate = asyncio.run(skill.run(ctx, item))
+    assert candidate.instruction == "How many workers live in a honey bee colony?"
+    assert candidate.usage.retried == {"instruct: question copies the demonstration": 1}
+
+
+def test_demonstrations_must_name_known_types_and_bring_their_passages(tmp_path):
+    import tomllib
+
+    from agents.spec import SkillSpec
+
+    data = tomllib.loads((load_skill("rag").folder / "skill.toml").read_text())
+    data["demonstrations"]["questions"]["nonsense"] = {"about": "x", "question": "What is x here?"}
+    with pytest.raises(ValueError, match=r"demonstrations for unknown subcategories: \['nonsense'\]"):
+        SkillSpec.model_validate(data)
+    del data["demonstrations"]["questions"]["nonsense"]
+    data["demonstrations"]["passages"] = data["demonstrations"]["passages"][:1]
+    with pytest.raises(ValueError, match=r"demonstrations for \['comparison', 'multi_hop'\] need "
+                                         r"more passages than the 1 given"):
+        SkillSpec.model_validate(data)

@@ -77,7 +77,7 @@ class RagSkill(Skill):
                                        source=seed_chunk)
         # the round trip ran on the written question and on every edit kept: no need again
         question = await self.refine(ctx, trace, sub, passages, question, item.seed,
-                                     source=seed_chunk)
+                                     source=seed_chunk, anchored=anchor is not None)
         await self.check_novel(ctx, trace, question)
 
         documents = await self.retrieve(ctx, question, sources, rng)

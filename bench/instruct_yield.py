@@ -1,0 +1,119 @@
+"""The RAG instruct step with and without the skill's demonstrations, on the real teacher.
+
+    python bench/instruct_yield.py [--items 80] [--seed 1] [--input ../shared/corpus]
+                                   [--teacher-model GGUF] [--index DIR]
+
+Plans --items RAG work items as the engine does (same seed → same chunks, types and anchors) and
+runs each item's instruct step with the engine's own code (`Skill.instruct`: the written
+question, its cheap checks and retrieval round trip, asked again up to `reply_retries` times)
+twice: once as skill.toml has it, once with its `demonstrations` removed. Both sides run
+interleaved on one managed llama-server (the engine's default teacher and sampler, 4 slots), so
+load and cache affect them alike. Every item uses its seed passage as it is (no transformation
+call: the instruct step is what differs). Prints per side the questions that passed, completion
+tokens and tokens per passing question, the reasons questions were asked again; then on / off.
+The whole flow (answers, waste, accepted per minute): bench/before_after.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from agents.flow import FlowContext, FlowSettings, Trace  # noqa: E402
+from agents.items import Rejected  # noqa: E402
+from agents.rag.anchors import pick_anchor  # noqa: E402
+from agents.registry import load_skill  # noqa: E402
+from models import TeacherSettings, open_teacher  # noqa: E402
+from retrieval import CorpusIndex, Embedder  # noqa: E402
+
+
+async def instruct(skill, ctx: FlowContext, item) -> tuple[bool, Trace]:
+    """One item's instruct step as Skill.generate runs it, on the seed passage itself."""
+    sub = skill.spec.subcategory(item.subcategory)
+    seed = ctx.index.get(item.seed_chunk_id)
+    sources = [seed, *await skill.partners(ctx, seed, sub.passages - 1)]
+    passages = [c.text for c in sources]
+    anchor = pick_anchor(passages[0], ctx.index, item.seed, within=seed.text)
+    trace = Trace()
+    try:
+        await skill.instruct(ctx, trace, sub, passages, item.seed, anchor, source=seed)
+        return True, trace
+    except Rejected as exc:
+        trace.usage.retry("ended", exc.reason)
+        return False, trace
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--items", type=int, default=80)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--input", type=Path, default=ROOT.parent / "shared" / "corpus")
+    ap.add_argument("--teacher-model", type=Path, help="GGUF (default: the embedded teacher)")
+    ap.add_argument("--index", type=Path, help="index folder to build or reuse (default: a "
+                    "temporary one)")
+    args = ap.parse_args()
+
+    on = load_skill("rag")
+    if on.spec.demonstrations is None:
+        raise SystemExit("the rag skill has no demonstrations to compare")
+    off = load_skill("rag")
+    off.spec = off.spec.model_copy(update={"demonstrations": None})
+    with tempfile.TemporaryDirectory() as tmp:
+        index = await asyncio.to_thread(CorpusIndex.build_or_load, args.input,
+                                        args.index or Path(tmp) / "index", Embedder())
+        items = []
+        for item in on.plan(index.chunks, seed=args.seed, per_chunk=2):
+            items.append(item)
+            if len(items) == args.items:
+                break
+        async with open_teacher(TeacherSettings(model_path=args.teacher_model),
+                                say=lambda m: None) as teacher:
+            ctx = FlowContext(teacher=teacher, index=index, settings=FlowSettings())
+            sides = {"on": on, "off": off}
+            # 2 × slots steps in flight, the two sides interleaved item by item
+            limit = asyncio.Semaphore(8)
+
+            async def run(name, item):
+                async with limit:
+                    return name, *await instruct(sides[name], ctx, item)
+
+            started = time.perf_counter()
+            done = await asyncio.gather(*(run(n, i) for i in items for n in sides))
+            elapsed = time.perf_counter() - started
+
+    print(f"machine: {os.cpu_count()} cores {platform.machine()}, Python "
+          f"{platform.python_version()}, load {os.getloadavg()[0]:.1f}; {len(items)} RAG items, "
+          f"seed {args.seed}, {elapsed:.0f} s for both sides")
+    result = {}
+    for name in sides:
+        runs = [(ok, t) for n, ok, t in done if n == name]
+        passed = sum(ok for ok, _ in runs)
+        tokens = sum(t.usage.completion_tokens for _, t in runs)
+        calls = sum(t.usage.calls for _, t in runs)
+        why = Counter()
+        for _, t in runs:
+            why.update(t.usage.retried)
+        result[name] = passed, tokens
+        print(f"{name:>4}: {passed}/{len(runs)} questions passed ({passed / len(runs):.0%}), "
+              f"{calls} calls, {tokens} completion tokens, "
+              f"{tokens / max(1, passed):.0f} per passing question")
+        print("      asked again / ended: " + "; ".join(
+            f"{k} ×{n}" for k, n in why.most_common(8)))
+    (p_on, t_on), (p_off, t_off) = result["on"], result["off"]
+    print(f"on / off: questions passed {p_on / max(1, p_off):.2f}x, completion tokens per passing "
+          f"question {(t_on / max(1, p_on)) / max(1e-9, t_off / max(1, p_off)):.2f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
