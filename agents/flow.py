@@ -324,13 +324,11 @@ class Skill:
         it is asked about it."""
         prompt = self.render("instruct.j2", subcategory=sub, passages=passages, anchor=anchor)
         output = anchored_question(anchor) if anchor else Question
-        demo = self.spec.demonstrations
 
         async def check(reply: BaseModel) -> str | None:
             question = first_question(reply.question)
-            if demo and demo.copied(question, passages):
-                return "question copies the demonstration"
-            return self.check_instruction(question, passages, sub) or \
+            return self.copied_demonstration(question, passages) or \
+                self.check_instruction(question, passages, sub) or \
                 await self.round_trip_problem(ctx, question, source)
 
         question = first_question((await self.ask(
@@ -354,6 +352,13 @@ class Skill:
             "question": shown.question}
         return (ChatMessage(role="user", content=prompt),
                 ChatMessage(role="assistant", content=json.dumps(reply)))
+
+    def copied_demonstration(self, instruction: str, passages: list[str]) -> str | None:
+        """An instruction that names what only the demonstration is about copied it."""
+        demo = self.spec.demonstrations
+        if demo and demo.copied(instruction, passages):
+            return "question copies the demonstration"
+        return None
 
     async def round_trip_problem(self, ctx: FlowContext, instruction: str,
                                  source: Chunk | None) -> str | None:
@@ -412,7 +417,8 @@ class Skill:
             edited = first_question((await self.ask(ctx, trace, "edit", prompt, Question,
                                                     seed + 211 * (rnd + 1),
                                                     history=shown)).question)
-            problem = self.check_instruction(edited, passages, sub) or \
+            problem = self.copied_demonstration(edited, passages) or \
+                self.check_instruction(edited, passages, sub) or \
                 await self.round_trip_problem(ctx, edited, source)
             trace.steps.append({"step": "refine", "round": rnd + 1, "goal": goal,
                                 "suggestions": suggestions, "before": question, "after": edited,

@@ -70,6 +70,7 @@ class Demonstrations(BaseModel):
     questions: dict[str, Shown] = Field(min_length=1)
 
     def copied(self, instruction: str, sources: list[str]) -> bool:
+        """Whether the instruction uses a telltale that its own sources do not have."""
         text, source = instruction.lower(), " ".join(sources).lower()
         return any(w.lower() in text and w.lower() not in source for w in self.telltales)
 

@@ -546,3 +546,24 @@ def test_demonstrations_must_name_known_types_and_bring_their_passages(tmp_path)
     with pytest.raises(ValueError, match=r"demonstrations for \['comparison', 'multi_hop'\] need "
                                          r"more passages than the 1 given"):
         SkillSpec.model_validate(data)
+
+
+def test_an_edit_that_copies_the_demonstration_is_dropped(topic_index):
+    copied = load_skill("rag").spec.demonstrations.questions["single_fact"].question
+    base = rag_replies(lambda p: "How many workers live in a honey bee colony?")
+
+    def reply(messages, schema):
+        if "\nRewrite the question" in messages[-1].content:
+            return json.dumps({"question": copied})
+        return base(messages, schema)
+
+    skill = load_skill("rag")
+    ctx = FlowContext(teacher=ScriptedTeacher(reply), index=topic_index,
+                      settings=FlowSettings(refine_rounds=1))
+    chunk = next(c for c in topic_index.chunks if c.doc_path.endswith("bees.txt"))
+    item = WorkItem(id="e", skill="rag", subcategory="single_fact", transformation="identity",
+                    seed_chunk_id=chunk.id, seed=3)
+    candidate = asyncio.run(skill.run(ctx, item))
+    assert candidate.instruction == "How many workers live in a honey bee colony?"
+    refine = candidate.metadata["refinement"][0]
+    assert (refine["kept"], refine["dropped_because"]) == (False, "question copies the demonstration")
