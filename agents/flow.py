@@ -326,10 +326,8 @@ class Skill:
         output = anchored_question(anchor) if anchor else Question
 
         async def check(reply: BaseModel) -> str | None:
-            question = first_question(reply.question)
-            return self.copied_demonstration(question, passages) or \
-                self.check_instruction(question, passages, sub) or \
-                await self.round_trip_problem(ctx, question, source)
+            return await self.instruction_problem(ctx, first_question(reply.question), passages,
+                                                  sub, source)
 
         question = first_question((await self.ask(
             ctx, trace, "instruct", prompt, output, seed, check=check,
@@ -353,12 +351,16 @@ class Skill:
         return (ChatMessage(role="user", content=prompt),
                 ChatMessage(role="assistant", content=json.dumps(reply)))
 
-    def copied_demonstration(self, instruction: str, passages: list[str]) -> str | None:
-        """An instruction that names what only the demonstration is about copied it."""
+    async def instruction_problem(self, ctx: FlowContext, instruction: str, passages: list[str],
+                                  sub: Subcategory, source: Chunk | None) -> str | None:
+        """Why a written or edited instruction is not kept, or None: a copied demonstration (it
+        names what only the demonstration is about), the skill's cheap checks, and given its
+        `source` chunk, the retrieval round trip."""
         demo = self.spec.demonstrations
         if demo and demo.copied(instruction, passages):
             return "question copies the demonstration"
-        return None
+        return self.check_instruction(instruction, passages, sub) or \
+            await self.round_trip_problem(ctx, instruction, source)
 
     async def round_trip_problem(self, ctx: FlowContext, instruction: str,
                                  source: Chunk | None) -> str | None:
@@ -417,9 +419,7 @@ class Skill:
             edited = first_question((await self.ask(ctx, trace, "edit", prompt, Question,
                                                     seed + 211 * (rnd + 1),
                                                     history=shown)).question)
-            problem = self.copied_demonstration(edited, passages) or \
-                self.check_instruction(edited, passages, sub) or \
-                await self.round_trip_problem(ctx, edited, source)
+            problem = await self.instruction_problem(ctx, edited, passages, sub, source)
             trace.steps.append({"step": "refine", "round": rnd + 1, "goal": goal,
                                 "suggestions": suggestions, "before": question, "after": edited,
                                 "kept": problem is None, **({"dropped_because": problem}

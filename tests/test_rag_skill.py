@@ -176,6 +176,19 @@ def test_a_type_pattern_that_is_not_a_regular_expression_is_refused():
         Subcategory(name="list", description="several items", asks="(unclosed")
 
 
+def bees_chunk(index) -> Chunk:
+    return next(c for c in index.chunks if c.doc_path.endswith("bees.txt"))
+
+
+def run_on_bees(index, teacher, subcategory: str, refine_rounds: int) -> Candidate:
+    """One item of `subcategory` written from the bees passage as it is, run to its record."""
+    ctx = FlowContext(teacher=teacher, index=index,
+                      settings=FlowSettings(refine_rounds=refine_rounds))
+    item = WorkItem(id=subcategory, skill="rag", subcategory=subcategory,
+                    transformation="identity", seed_chunk_id=bees_chunk(index).id, seed=3)
+    return asyncio.run(load_skill("rag").run(ctx, item))
+
+
 def test_an_off_type_question_is_asked_again_and_an_off_type_edit_dropped(topic_index):
     """The instruct call's first yes/no question is not one: it is asked again; the editor then
     turns the kept question into a what-question, which the round drops."""
@@ -197,13 +210,7 @@ def test_an_off_type_question_is_asked_again_and_an_off_type_edit_dropped(topic_
             return json.dumps({**value, "answer": "Yes, " + value["answer"]})
         return text
 
-    skill = load_skill("rag")
-    ctx = FlowContext(teacher=ScriptedTeacher(reply), index=topic_index,
-                      settings=FlowSettings(refine_rounds=1))
-    chunk = next(c for c in topic_index.chunks if c.doc_path.endswith("bees.txt"))
-    item = WorkItem(id="yn", skill="rag", subcategory="yes_no", transformation="identity",
-                    seed_chunk_id=chunk.id, seed=3)
-    candidate = asyncio.run(skill.run(ctx, item))
+    candidate = run_on_bees(topic_index, ScriptedTeacher(reply), "yes_no", refine_rounds=1)
     assert candidate.instruction == "Does a honey bee colony have a single queen?"
     assert candidate.usage.retried == {"instruct: question is not a yes no question": 1}
     refine = candidate.metadata["refinement"][0]
@@ -410,7 +417,7 @@ def bee_teacher():
 
 
 def shared_items(index):
-    chunk = next(c for c in index.chunks if c.doc_path.endswith("bees.txt"))
+    chunk = bees_chunk(index)
     return [WorkItem(id=sub, skill="rag", subcategory=sub, transformation="key_facts",
                      seed_chunk_id=chunk.id, seed=5) for sub in ("yes_no", "single_fact")]
 
@@ -488,12 +495,8 @@ def test_every_type_has_a_demonstration_that_passes_its_own_checks():
 
 def test_the_teacher_sees_a_demonstration_of_the_type_before_the_item(topic_index):
     teacher = ScriptedTeacher(rag_replies(lambda p: "How many workers live in a honey bee colony?"))
-    skill = load_skill("rag")
-    ctx = FlowContext(teacher=teacher, index=topic_index, settings=FlowSettings(refine_rounds=1))
-    chunk = next(c for c in topic_index.chunks if c.doc_path.endswith("bees.txt"))
-    item = WorkItem(id="n", skill="rag", subcategory="single_fact", transformation="identity",
-                    seed_chunk_id=chunk.id, seed=3)
-    asyncio.run(skill.run(ctx, item))
+    run_on_bees(topic_index, teacher, "single_fact", refine_rounds=1)
+    skill, chunk = load_skill("rag"), bees_chunk(topic_index)
     shown, reply, asked = teacher.prompts[0]  # the instruct call: demonstration, then the item
     assert (shown.role, reply.role, asked.role) == ("user", "assistant", "user")
     assert "Thames Barrier" in shown.content and "Write ONE single fact question" in shown.content
@@ -521,13 +524,8 @@ def test_a_question_that_copies_the_demonstration_is_asked_again(topic_index):
         asked.append(prompt)
         return copied if len(asked) == 1 else "How many workers live in a honey bee colony?"
 
-    skill = load_skill("rag")
-    ctx = FlowContext(teacher=ScriptedTeacher(rag_replies(question_for)), index=topic_index,
-                      settings=FlowSettings(refine_rounds=0))
-    chunk = next(c for c in topic_index.chunks if c.doc_path.endswith("bees.txt"))
-    item = WorkItem(id="c", skill="rag", subcategory="single_fact", transformation="identity",
-                    seed_chunk_id=chunk.id, seed=3)
-    candidate = asyncio.run(skill.run(ctx, item))
+    candidate = run_on_bees(topic_index, ScriptedTeacher(rag_replies(question_for)),
+                            "single_fact", refine_rounds=0)
     assert candidate.instruction == "How many workers live in a honey bee colony?"
     assert candidate.usage.retried == {"instruct: question copies the demonstration": 1}
 
@@ -557,13 +555,7 @@ def test_an_edit_that_copies_the_demonstration_is_dropped(topic_index):
             return json.dumps({"question": copied})
         return base(messages, schema)
 
-    skill = load_skill("rag")
-    ctx = FlowContext(teacher=ScriptedTeacher(reply), index=topic_index,
-                      settings=FlowSettings(refine_rounds=1))
-    chunk = next(c for c in topic_index.chunks if c.doc_path.endswith("bees.txt"))
-    item = WorkItem(id="e", skill="rag", subcategory="single_fact", transformation="identity",
-                    seed_chunk_id=chunk.id, seed=3)
-    candidate = asyncio.run(skill.run(ctx, item))
+    candidate = run_on_bees(topic_index, ScriptedTeacher(reply), "single_fact", refine_rounds=1)
     assert candidate.instruction == "How many workers live in a honey bee colony?"
     refine = candidate.metadata["refinement"][0]
     assert (refine["kept"], refine["dropped_because"]) == (False, "question copies the demonstration")
