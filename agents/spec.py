@@ -49,11 +49,14 @@ class Transformation(BaseModel):
 
 
 class Shown(BaseModel):
-    """The reply a demonstration shows for one type: its subject and its question."""
+    """What a demonstration shows for one type: its subject and its question, and optionally
+    the answer step's reply to that question (in the skill's own reply shape, which the skill
+    checks when it loads)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     about: str = Field(min_length=1)
     question: str = Field(min_length=12)
+    answer: dict[str, Any] | None = None
 
 
 class Demonstrations(BaseModel):

@@ -9,6 +9,7 @@ import pytest
 
 from agents.flow import FlowContext, FlowSettings
 from agents.items import Candidate, Rejected, WorkItem
+from agents.rag import skill as rag
 from agents.rag import validators as v
 from agents.registry import UnknownSkill, load_skill, skill_names
 from agents.spec import Subcategory
@@ -508,12 +509,76 @@ def test_the_teacher_sees_a_demonstration_of_the_type_before_the_item(topic_inde
     assert ("about" in json.loads(reply.content)) == ('{"about": ' in asked.content)
     anchor = json.loads(reply.content).get("about")
     assert anchor is None or f'about "{anchor}" that' in shown.content
-    # the refinement's calls open with the same turns (one cached prefix for the chain); the
-    # answer, whose prompt is the record's user turn, carries none
+    # the refinement's calls open with the same turns (one cached prefix for the chain)
     suggest, edit, respond = teacher.prompts[1:]
     assert "Suggest one to three" in suggest[-1].content and "Rewrite" in edit[-1].content
     assert suggest[:2] == edit[:2] == [shown, reply]
-    assert all(m.role != "assistant" for m in respond) and respond[0].role == "system"
+
+
+def test_the_teacher_sees_an_answer_of_the_type_before_it_answers(topic_index):
+    """The answer call: the system prompt, the demonstration's question asked with its passages
+    as the documents and its answer, then the item's own user turn; the record keeps only the
+    item's turns."""
+    teacher = ScriptedTeacher(rag_replies(lambda p: "How many workers live in a honey bee colony?"))
+    candidate = run_on_bees(topic_index, teacher, "single_fact", refine_rounds=0)
+    demo = load_skill("rag").spec.demonstrations
+    system, shown, reply, asked = teacher.prompts[-1]
+    assert [m.role for m in (system, shown, reply, asked)] == ["system", "user", "assistant", "user"]
+    assert demo.questions["single_fact"].question in shown.content
+    assert all(p in shown.content for p in demo.passages)
+    assert "Document [2] (examples/passage-2.html):" in shown.content
+    assert json.loads(reply.content) == demo.questions["single_fact"].answer
+    assert list(json.loads(reply.content)) == ["answerable", "answer", "citations"]  # schema order
+    assert [m.role for m in candidate.messages] == ["system", "user", "assistant"]
+    assert candidate.messages[1].content == asked.content.split("\n\nAnswer briefly")[0]
+    assert "Thames" not in asked.content and "Thames" not in candidate.messages[2].content
+
+
+def test_every_demonstrated_answer_passes_the_validators_of_its_type(topic_index):
+    """Each answer shown is one the skill would accept: its form, grounded in the document it
+    cites (words and embedding), answerable or refused as its type is."""
+    skill = load_skill("rag")
+    demo = skill.spec.demonstrations
+    ctx = FlowContext(teacher=None, index=topic_index, settings=FlowSettings())
+    documents = [Chunk(id=f"d{n}", doc_path=f"d{n}.html", kind="prose", start=0, end=len(text),
+                       text=text) for n, text in enumerate(demo.passages)]
+    for name, shown in demo.questions.items():
+        sub = skill.spec.subcategory(name)
+        reply = rag.answer_schema(len(documents), sub.answerable).model_validate(shown.answer)
+        verdict = asyncio.run(skill.judge(ctx, sub, shown.question, reply, documents))
+        assert verdict.problem is None, (name, verdict.problem)
+
+
+def test_an_answer_that_copies_the_demonstration_is_asked_again(topic_index):
+    copied = load_skill("rag").spec.demonstrations.questions["single_fact"].answer
+    base = rag_replies(lambda p: "How many workers live in a honey bee colony?")
+    answers = []
+
+    def reply(messages, schema):
+        if "answerable" in (schema or {}).get("properties", {}):
+            answers.append(messages)
+            if len(answers) == 1:
+                return json.dumps(copied)
+        return base(messages, schema)
+
+    candidate = run_on_bees(topic_index, ScriptedTeacher(reply), "single_fact", refine_rounds=0)
+    assert "Thames" not in candidate.messages[2].content
+    assert candidate.usage.retried == {"validate: answer copies the demonstration": 1}
+
+
+def test_a_demonstrated_answer_must_have_the_reply_shape_of_its_type(tmp_path):
+    import shutil
+
+    folder = tmp_path / "rag"
+    shutil.copytree(load_skill("rag").folder, folder)
+    toml = folder / "skill.toml"
+    text = toml.read_text()
+    refusal = 'answer = { answerable = false, citations = [], answer = "The documents do not say'
+    assert refusal in text
+    toml.write_text(text.replace(refusal, refusal.replace("citations = []", "citations = [1]")))
+    with pytest.raises(ValueError, match=r"skill.toml: the demonstration's answer for "
+                                         r"unanswerable: .*citations"):
+        rag.RagSkill(folder)
 
 
 def test_a_question_that_copies_the_demonstration_is_asked_again(topic_index):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import json
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, ValidationError, create_model
 
 from agents.flow import FlowContext, Skill, Trace, overlapping
 from agents.items import Candidate, Rejected, WorkItem
@@ -39,6 +41,22 @@ def answer_schema(n_documents: int, answerable: bool) -> type[BaseModel]:
 
 
 class RagSkill(Skill):
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        # an answer shown to the teacher has the reply shape its items are held to
+        demo = self.spec.demonstrations
+        for name, shown in demo.questions.items() if demo else ():
+            if shown.answer is None:
+                continue
+            try:
+                answer_schema(len(demo.passages), self.spec.subcategory(name).answerable
+                              ).model_validate(shown.answer)
+            except ValidationError as exc:
+                why = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                for e in exc.errors())
+                raise ValueError(f"invalid skill definition {folder / 'skill.toml'}: the "
+                                 f"demonstration's answer for {name}: {why}") from None
+
     def check_instruction(self, instruction: str, passages: list[str],
                           sub: Subcategory) -> str | None:
         return (v.check_question(instruction) or v.check_on_topic(instruction, passages)
@@ -127,9 +145,10 @@ class RagSkill(Skill):
         one's, so the server's prompt cache serves it."""
         prompt = self.render("respond.j2", user_turn=user_turn, subcategory=sub)
         schema = answer_schema(len(documents), sub.answerable)
+        shown = self.answer_demonstration(sub)
         for attempt in range(ctx.settings.answer_retries + 1):
             reply = await self.ask(ctx, trace, "respond", prompt, schema, seed + 7 + 977 * attempt,
-                                   system=self.spec.system_prompt,
+                                   system=self.spec.system_prompt, history=shown,
                                    temperature=ctx.settings.answer_temperature if attempt == 0
                                    else ctx.settings.temperature)
             verdict = await self.judge(ctx, sub, question, reply, documents)
@@ -140,10 +159,31 @@ class RagSkill(Skill):
         detail = ", ".join(f"{name} {value:.2f}" for name, value in verdict.scores.items())
         raise Rejected("validate", verdict.problem, detail, raw=reply.model_dump_json())
 
+    def answer_demonstration(self, sub: Subcategory) -> tuple[ChatMessage, ...]:
+        """The turns that show the teacher a good answer of this type before it answers: the
+        demonstration's question asked with its passages as the documents, then its answer. The
+        record keeps only the item's own turns. No turns when the type shows no answer."""
+        demo = self.spec.demonstrations
+        shown = demo.questions.get(sub.name) if demo else None
+        if shown is None or shown.answer is None:
+            return ()
+        documents = [{"doc_path": f"examples/passage-{n}.html", "text": text}
+                     for n, text in enumerate(demo.passages, 1)]
+        user_turn = self.render("user_turn.j2", documents=documents, question=shown.question)
+        # in the schema's key order, the order the teacher's own reply is constrained to
+        reply = answer_schema(len(documents), sub.answerable).model_validate(shown.answer)
+        return (ChatMessage(role="user", content=self.render("respond.j2", user_turn=user_turn,
+                                                             subcategory=sub)),
+                ChatMessage(role="assistant", content=json.dumps(reply.model_dump())))
+
     async def judge(self, ctx: FlowContext, sub: Subcategory, question: str, reply: BaseModel,
                     documents: list[Chunk]) -> Verdict:
         """The validators on one reply, cheapest first."""
         verdict = Verdict(reply.answer.strip(), sorted(set(reply.citations)))
+        demo = self.spec.demonstrations
+        if demo and demo.copied(verdict.answer, [d.text for d in documents]):
+            verdict.problem = "answer copies the demonstration"
+            return verdict
         verdict.problem = (v.check_citations(verdict.citations, len(documents), reply.answerable,
                                              sub)
                            or v.check_echo(verdict.answer)

@@ -1,0 +1,146 @@
+"""The RAG answer step with and without the demonstrations' answers, on the real teacher.
+
+    python bench/respond_yield.py [--items 80] [--seed 1] [--input ../shared/corpus]
+                                  [--teacher-model GGUF] [--index DIR]
+
+Plans --items RAG work items as the engine does, writes each one's question once with the
+engine's own instruct step (bench/instruct_yield.py's, demonstrations on), then answers every
+question that passed twice with the engine's own `RagSkill.answer` (the teacher's reply, its
+validators, asked again `answer_retries` times): once as skill.toml has it, once with the
+demonstrations' answers removed. Both sides use the same retrieved documents and seeds and run
+interleaved on one managed llama-server (the engine's default teacher and sampler, 4 slots), so
+load and the prompt cache affect them alike. Prints per side the answers accepted, completion
+and evaluated prompt tokens per accepted answer, why answers were rejected; then on / off.
+The whole flow (accepted records per minute, waste): bench/before_after.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from agents.flow import FlowContext, FlowSettings, Trace  # noqa: E402
+from agents.items import Rejected  # noqa: E402
+from agents.rag.anchors import pick_anchor  # noqa: E402
+from agents.registry import load_skill  # noqa: E402
+from models import TeacherSettings, open_teacher  # noqa: E402
+from retrieval import CorpusIndex, Embedder  # noqa: E402
+
+
+async def question(skill, ctx: FlowContext, item) -> tuple[str, list] | None:
+    """The item's question as Skill.generate writes it from the seed passage itself (no
+    transformation, no refinement: the answer step is what differs), with its sources."""
+    sub = skill.spec.subcategory(item.subcategory)
+    seed = ctx.index.get(item.seed_chunk_id)
+    sources = [seed, *await skill.partners(ctx, seed, sub.passages - 1)]
+    passages = [c.text for c in sources]
+    anchor = pick_anchor(passages[0], ctx.index, item.seed, within=seed.text)
+    try:
+        return await skill.instruct(ctx, Trace(), sub, passages, item.seed, anchor,
+                                    source=seed), sources
+    except Rejected:
+        return None
+
+
+async def answer(skill, ctx: FlowContext, item, asked: str, sources: list) -> tuple[bool, Trace]:
+    sub = skill.spec.subcategory(item.subcategory)
+    documents = await skill.retrieve(ctx, asked, sources, random.Random(item.seed))
+    user_turn = skill.render("user_turn.j2", documents=documents, question=asked)
+    trace = Trace()
+    try:
+        await skill.answer(ctx, trace, sub, asked, user_turn, documents, item.seed)
+        return True, trace
+    except Rejected as exc:
+        trace.usage.retry("ended", exc.reason)
+        return False, trace
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--items", type=int, default=80)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--input", type=Path, default=ROOT.parent / "shared" / "corpus")
+    ap.add_argument("--teacher-model", type=Path, help="GGUF (default: the embedded teacher)")
+    ap.add_argument("--index", type=Path, help="index folder to build or reuse (default: a "
+                    "temporary one)")
+    args = ap.parse_args()
+
+    on = load_skill("rag")
+    demo = on.spec.demonstrations
+    if demo is None or all(s.answer is None for s in demo.questions.values()):
+        raise SystemExit("the rag skill shows no answers to compare")
+    off = load_skill("rag")
+    off.spec = off.spec.model_copy(update={"demonstrations": demo.model_copy(update={
+        "questions": {n: s.model_copy(update={"answer": None})
+                      for n, s in demo.questions.items()}})})
+    with tempfile.TemporaryDirectory() as tmp:
+        index = await asyncio.to_thread(CorpusIndex.build_or_load, args.input,
+                                        args.index or Path(tmp) / "index", Embedder())
+        items = []
+        for item in on.plan(index.chunks, seed=args.seed, per_chunk=2):
+            items.append(item)
+            if len(items) == args.items:
+                break
+        async with open_teacher(TeacherSettings(model_path=args.teacher_model),
+                                say=lambda m: None) as teacher:
+            ctx = FlowContext(teacher=teacher, index=index, settings=FlowSettings())
+            limit = asyncio.Semaphore(8)  # 2 × slots steps in flight
+
+            async def ask(item):
+                async with limit:
+                    return item, await question(on, ctx, item)
+
+            started = time.perf_counter()
+            asked = [(i, q) for i, q in await asyncio.gather(*map(ask, items)) if q]
+            sides = {"on": on, "off": off}
+
+            async def run(name, item, q):
+                async with limit:
+                    return name, *await answer(sides[name], ctx, item, *q)
+
+            answering = time.perf_counter()
+            done = await asyncio.gather(*(run(n, i, q) for i, q in asked for n in sides))
+            elapsed = time.perf_counter() - answering
+
+    print(f"machine: {os.cpu_count()} cores {platform.machine()}, Python "
+          f"{platform.python_version()}, load {os.getloadavg()[0]:.1f}; {len(items)} RAG items, "
+          f"seed {args.seed}: {len(asked)} questions passed ({answering - started:.0f} s), "
+          f"answered on both sides in {elapsed:.0f} s")
+    result = {}
+    for name in sides:
+        runs = [(ok, t) for n, ok, t in done if n == name]
+        passed = sum(ok for ok, _ in runs)
+        tokens = sum(t.usage.completion_tokens for _, t in runs)
+        evaluated = sum(t.usage.evaluated_prompt_tokens for _, t in runs)
+        calls = sum(t.usage.calls for _, t in runs)
+        why = Counter()
+        for _, t in runs:
+            why.update(t.usage.retried)
+        result[name] = passed, tokens, evaluated
+        print(f"{name:>4}: {passed}/{len(runs)} answers accepted ({passed / max(1, len(runs)):.0%}), "
+              f"{calls} calls, {tokens} completion tokens ({tokens / max(1, passed):.0f} per "
+              f"accepted answer), {evaluated} evaluated prompt tokens "
+              f"({evaluated / max(1, passed):.0f} per accepted answer)")
+        print("      asked again / ended: " + "; ".join(
+            f"{k} ×{n}" for k, n in why.most_common(8)))
+    (p_on, t_on, e_on), (p_off, t_off, e_off) = result["on"], result["off"]
+    per = lambda x, p: x / max(1, p)  # noqa: E731
+    print(f"on / off: answers accepted {p_on / max(1, p_off):.2f}x, completion tokens per "
+          f"accepted answer {per(t_on, p_on) / max(1e-9, per(t_off, p_off)):.2f}x, evaluated "
+          f"prompt tokens per accepted answer {per(e_on, p_on) / max(1e-9, per(e_off, p_off)):.2f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
