@@ -27,7 +27,7 @@ KILLS = 20
 NUM = 3
 # kill number -> failpoint armed for that restart (engine/failpoints.py); the rest are random
 FAILPOINTS = {2: "data.jsonl.write:1", 5: "index.tmp_written:1", 8: "index.replaced:1",
-              11: "data.jsonl.write:2", 14: "rejected.jsonl.write:3"}
+              11: "data.jsonl.write:2", 14: "rejected.jsonl.write:2"}
 
 
 def engine_cmd(corpus: Path, out: Path, url: str, name: str, num: int = NUM) -> list[str]:
