@@ -45,12 +45,9 @@ class RagSkill(Skill):
         super().__init__(folder)
         # an answer shown to the teacher has the reply shape its items are held to
         demo = self.spec.demonstrations
-        for name, shown in demo.questions.items() if demo else ():
-            if shown.answer is None:
-                continue
+        for name in demo.questions if demo else ():
             try:
-                answer_schema(len(demo.passages), self.spec.subcategory(name).answerable
-                              ).model_validate(shown.answer)
+                self.shown_answer(self.spec.subcategory(name))
             except ValidationError as exc:
                 why = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
                                 for e in exc.errors())
@@ -163,18 +160,28 @@ class RagSkill(Skill):
         """The turns that show the teacher a good answer of this type before it answers: the
         demonstration's question asked with its passages as the documents, then its answer. The
         record keeps only the item's own turns. No turns when the type shows no answer."""
-        demo = self.spec.demonstrations
-        shown = demo.questions.get(sub.name) if demo else None
-        if shown is None or shown.answer is None:
+        reply = self.shown_answer(sub)
+        if reply is None:
             return ()
+        demo = self.spec.demonstrations
         documents = [{"doc_path": f"examples/passage-{n}.html", "text": text}
                      for n, text in enumerate(demo.passages, 1)]
-        user_turn = self.render("user_turn.j2", documents=documents, question=shown.question)
+        user_turn = self.render("user_turn.j2", documents=documents,
+                                question=demo.questions[sub.name].question)
         # in the schema's key order, the order the teacher's own reply is constrained to
-        reply = answer_schema(len(documents), sub.answerable).model_validate(shown.answer)
         return (ChatMessage(role="user", content=self.render("respond.j2", user_turn=user_turn,
                                                              subcategory=sub)),
                 ChatMessage(role="assistant", content=json.dumps(reply.model_dump())))
+
+    def shown_answer(self, sub: Subcategory) -> BaseModel | None:
+        """The demonstration's answer for this type as the reply schema reads it (its passages
+        are the documents), or None when the type shows none; raises ValidationError when it
+        does not fit the schema (checked once at load)."""
+        demo = self.spec.demonstrations
+        shown = demo.questions.get(sub.name) if demo else None
+        if shown is None or shown.answer is None:
+            return None
+        return answer_schema(len(demo.passages), sub.answerable).model_validate(shown.answer)
 
     async def judge(self, ctx: FlowContext, sub: Subcategory, question: str, reply: BaseModel,
                     documents: list[Chunk]) -> Verdict:
