@@ -28,6 +28,8 @@ from retrieval import Chunk, CorpusIndex
 
 T = TypeVar("T", bound=BaseModel)
 COMMON_PROMPTS = Path(__file__).parent / "common_prompts"
+# the end of the reason a reply that copies its demonstration is faulted with
+COPIED = "copies the demonstration"
 
 
 class FlowSettings(BaseModel):
@@ -236,8 +238,9 @@ class Skill:
         one more short call is cheaper than throwing them away with the item (measured: most
         RAG items ended at their first question, and their transformation with them).
         `history`: earlier turns before the prompt (a demonstration)."""
-        messages = ([ChatMessage(role="system", content=system)] if system else []) + [
-            *history, ChatMessage(role="user", content=prompt)]
+        head = [ChatMessage(role="system", content=system)] if system else []
+        asked = ChatMessage(role="user", content=prompt)
+        messages = [*head, *history, asked]
         last: ReplyError | Rejected | None = None
         retries = ctx.settings.reply_retries if retries is None else retries
         for attempt in range(retries + 1):
@@ -265,6 +268,9 @@ class Skill:
             if problem:
                 if again:
                     trace.usage.retry(stage, problem)
+                if problem.endswith(COPIED) and history:
+                    # shown it again, the teacher copies it again: ask without it
+                    messages = [*head, asked]
                 last = Rejected(stage, problem, raw=completion.text)
                 continue
             return value
@@ -358,7 +364,7 @@ class Skill:
         `source` chunk, the retrieval round trip."""
         demo = self.spec.demonstrations
         if demo and demo.copied(instruction, passages):
-            return "question copies the demonstration"
+            return f"question {COPIED}"
         return self.check_instruction(instruction, passages, sub) or \
             await self.round_trip_problem(ctx, instruction, source)
 

@@ -564,6 +564,9 @@ def test_an_answer_that_copies_the_demonstration_is_asked_again(topic_index):
     candidate = run_on_bees(topic_index, ScriptedTeacher(reply), "single_fact", refine_rounds=0)
     assert "Thames" not in candidate.messages[2].content
     assert candidate.usage.retried == {"validate: answer copies the demonstration": 1}
+    # asked again without the demonstration it copied
+    assert [m.role for m in answers[0]] == ["system", "user", "assistant", "user"]
+    assert answers[1] == [answers[0][0], answers[0][-1]]
 
 
 def test_a_demonstrated_answer_must_have_the_reply_shape_of_its_type(tmp_path):
@@ -589,10 +592,14 @@ def test_a_question_that_copies_the_demonstration_is_asked_again(topic_index):
         asked.append(prompt)
         return copied if len(asked) == 1 else "How many workers live in a honey bee colony?"
 
-    candidate = run_on_bees(topic_index, ScriptedTeacher(rag_replies(question_for)),
-                            "single_fact", refine_rounds=0)
+    teacher = ScriptedTeacher(rag_replies(question_for))
+    candidate = run_on_bees(topic_index, teacher, "single_fact", refine_rounds=0)
     assert candidate.instruction == "How many workers live in a honey bee colony?"
     assert candidate.usage.retried == {"instruct: question copies the demonstration": 1}
+    # asked again without the demonstration it copied, the item's own prompt unchanged
+    first, again = teacher.prompts[0], teacher.prompts[1]
+    assert [m.role for m in first] == ["user", "assistant", "user"]
+    assert again == first[-1:]
 
 
 def test_demonstrations_must_name_known_types_and_bring_their_passages(tmp_path):

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 
-from agents.flow import FlowContext, Skill, Trace, overlapping
+from agents.flow import COPIED, FlowContext, Skill, Trace, overlapping
 from agents.items import Candidate, Rejected, WorkItem
 from agents.rag import validators as v
 from agents.rag.anchors import pick_anchor
@@ -153,6 +153,8 @@ class RagSkill(Skill):
                 return verdict
             if attempt < ctx.settings.answer_retries:
                 trace.usage.retry("validate", verdict.problem)
+            if verdict.problem.endswith(COPIED):
+                shown = ()  # shown it again, the teacher copies it again: ask without it
         detail = ", ".join(f"{name} {value:.2f}" for name, value in verdict.scores.items())
         raise Rejected("validate", verdict.problem, detail, raw=reply.model_dump_json())
 
@@ -189,7 +191,7 @@ class RagSkill(Skill):
         verdict = Verdict(reply.answer.strip(), sorted(set(reply.citations)))
         demo = self.spec.demonstrations
         if demo and demo.copied(verdict.answer, [d.text for d in documents]):
-            verdict.problem = "answer copies the demonstration"
+            verdict.problem = f"answer {COPIED}"
             return verdict
         verdict.problem = (v.check_citations(verdict.citations, len(documents), reply.answerable,
                                              sub)
