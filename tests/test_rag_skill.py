@@ -368,6 +368,40 @@ def test_check_refusal(answer, ok):
     assert (v.check_refusal(answer) is None) == ok
 
 
+def test_specifics_are_the_names_and_numbers_a_text_states():
+    text = ("The documents do not say. It occurred on October 25, 2014, in Dubai [1]. I'm sure "
+            "IPv4's scheme is Windows-based, with 1,000 users of v1.1.0.\n1. Install Foo\n- Bar")
+    assert v.specifics(text) == ["October", "25", "2014", "Dubai", "IPv4", "Windows", "1000",
+                                 "v1.1.0", "Foo"]
+
+
+@pytest.mark.parametrize("answer, expects, ok", [
+    # each seen accepted (cosine or lexical support enough) before this check
+    ("The documents do not provide information about the docker 5.0 explosion, which occurred "
+     "on October 25, 2014, in the city of Dubai.", None, False),
+    ("The IPv6 protocol, introduced in 2014, routes packets.", "sentence", False),
+    ("Knoppix is a Linux distribution with a Windows-based desktop.", "sentence", False),
+    ("This answer is not available in JSON format.", None, False),
+    # what the documents or the question name, however written
+    ("Knoppix runs from a CD-ROM on Linux, written by Klaus Knopper.", "sentence", True),
+    ("About 1,000 packages, since Debian 10.", "number", True),
+    ("The docker 5.0 explosion is not in the documents.", None, True),
+    # a numeric answer may state what it computed from the documents' numbers
+    ("It ran for 12 years.", "number", True),
+    ("It ran for 13 years.", "number", False),
+    ("It ran for 12 years.", "sentence", False),  # computed from numbers it does not state
+    ("It opened in 1990 and closed in 2002, 12 years later.", "sentence", True),
+    ("At least 11 died.", "sentence", True),  # the question's "eleven"
+    ("At least 14 died.", "sentence", False),
+])
+def test_an_answer_states_only_names_and_numbers_of_its_documents(answer, expects, ok):
+    documents = ["Knoppix, by Klaus Knopper, boots Linux from a CD-ROM. Debian 10 ships 1000 "
+                 "packages. The line opened in 1990 and closed in 2002."]
+    question = "How many people died in the docker 5.0 explosion, eleven or more?"
+    found = v.check_specifics(answer, [question, *documents], expects)
+    assert (found is None) == ok, found
+
+
 @pytest.mark.parametrize("raw, kept", [
     ("How long does a worker bee live? (A) 6 weeks (B) 1 year", "How long does a worker bee live?"),
     ("  Summarize   the bee\ntext.  ", "Summarize the bee text."),

@@ -198,7 +198,10 @@ class RagSkill(Skill):
                            or v.check_echo(verdict.answer)
                            or v.check_repetition(verdict.answer)
                            or v.check_repeated_sentence(verdict.answer)
-                           or v.check_complete(verdict.answer, ANSWER_CHARS))
+                           or v.check_complete(verdict.answer, ANSWER_CHARS)
+                           or v.check_specifics(verdict.answer,
+                                                [question, *(d.text for d in documents)],
+                                                sub.expects))
         if verdict.problem or not sub.answerable:
             verdict.problem = verdict.problem or v.check_refusal(verdict.answer)
             return verdict

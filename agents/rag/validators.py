@@ -196,6 +196,74 @@ def check_repetition(text: str, min_distinct: float = 0.5) -> str | None:
     return None
 
 
+# a name or a number: a capitalised word inside a sentence, or a token with a digit
+_TOKEN = re.compile(r"[A-Za-z0-9]+(?:[.'’][A-Za-z0-9]+)*")
+_SENTENCE_START = re.compile(r"(^|[.!?:]\s+|\n\s*([-*•]\s*)?)$")
+_LIST_MARKER = re.compile(r"^\s*\d+[.)]\s+", re.MULTILINE)
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+_CITATION = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def specifics(text: str) -> list[str]:
+    """The names and numbers a text states: capitalised words not at a sentence's start, and
+    tokens with a digit. Hyphenated words count by part ("Windows-based" names Windows), a
+    possessive or contraction by its stem ("IPv4's", "I'm")."""
+    text = _LIST_MARKER.sub("", _CITATION.sub(" ", _THOUSANDS.sub("", text)))
+    found = []
+    for match in _TOKEN.finditer(text):
+        token = re.split(r"['’](?:s|m|re|ve|ll|d|t)$", match.group(0), flags=re.IGNORECASE)[0]
+        digit = any(c.isdigit() for c in token)
+        if digit or (token[:1].isupper() and token != "I" and token.lower() not in STOPWORDS
+                     and not _SENTENCE_START.search(text[:match.start()])):
+            found.append(token)
+    return found
+
+
+def _computed(number: str, operands: set[float]) -> bool:
+    """A number that is the sum, difference, product or ratio of two known numbers."""
+    value = float(number)
+    pool = sorted(operands)[:200]  # bounded: pairs of at most 200 numbers
+    return any(abs(r - value) < 0.01 * max(1.0, abs(value))
+               for a in pool for b in pool
+               for r in (a + b, a - b, a * b, a / b if b else float("nan")))
+
+
+NUMBER_WORDS = {w: str(n) for n, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty".split())} | {
+    "thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70",
+    "eighty": "80", "ninety": "90", "hundred": "100", "thousand": "1000", "dozen": "12"}
+
+
+def check_specifics(answer: str, sources: list[str], expects: str | None = None) -> str | None:
+    """Every name and number an answer states is in its documents or its question (a number
+    also as a word: "ten gates" → 10): a small teacher wraps an invented date, place or version
+    in the documents' subject ("... occurred on October 25, 2014, in Dubai"), which passes a
+    cosine check on its topic words. A number may be computed from two it states that are
+    known ("opened in 1984 ... completed in 1997, so 13 years later"); a numeric answer's may be
+    computed from any two of the documents' numbers."""
+    source_text = _THOUSANDS.sub("", " ".join(sources)).lower()
+    known = set(_TOKEN.findall(source_text))
+    known |= {NUMBER_WORDS[w] for w in known & NUMBER_WORDS.keys()}
+
+    def stated(token: str) -> bool:
+        word = token.lower()
+        return word in known or bool(
+            re.search(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", source_text))
+
+    said = specifics(answer)
+    missing = [t for t in said if not stated(t)]
+    if missing:
+        pool = _NUMBER.findall(source_text) if expects == "number" else \
+            [t for t in said if _NUMBER.fullmatch(t) and stated(t)]
+        operands = {float(n) for n in pool}
+        missing = [t for t in missing if not (_NUMBER.fullmatch(t) and _computed(t, operands))]
+    if missing:
+        return "answer states names or numbers its documents do not"
+    return None
+
+
 def check_grounding(lexical: float, cosine: float, min_lexical: float = 0.5,
                     min_cosine: float = 0.6) -> str | None:
     """An answer passes if most of its words come from the cited documents, or if it is close to
