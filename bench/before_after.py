@@ -47,9 +47,21 @@ def run_engine(repo: Path, out: Path, args, flags: str = "") -> dict:
     return run
 
 
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% interval of an acceptance share: each item is a draw, and the same commit on the
+    same seed accepted 10 and 19 of 60 (the server's batching changes what is sampled)."""
+    if not n:
+        return 0.0, 1.0
+    p, spread = k / n, z * ((k * (n - k) / n + z * z / 4) ** 0.5) / n
+    centre, scale = p + z * z / (2 * n), 1 + z * z / n
+    return (centre - spread) / scale if k else 0.0, (centre + spread) / scale if k < n else 1.0
+
+
 def report(name: str, run: dict) -> None:
     items = run["accepted"] + run["rejected"]
-    print(f"{name:>6}: {run['accepted']}/{items} accepted ({run['accepted'] / max(1, items):.0%}),"
+    low, high = wilson(run["accepted"], items)
+    print(f"{name:>6}: {run['accepted']}/{items} accepted ({run['accepted'] / max(1, items):.0%},"
+          f" 95% {low:.0%}-{high:.0%}),"
           f" {run['accepted_per_min']:.2f}/min, waste {run['waste_share']:.0%} of "
           f"{run['completion_tokens']} completion tokens, "
           f"{run['evaluated_prompt_tokens_per_item']:.0f} prompt tokens evaluated per item, "
@@ -108,6 +120,11 @@ def main() -> None:
           f"{ratio(after['accepted_per_min'], before['accepted_per_min'])}, waste share "
           f"{before['waste_share']:.0%} -> {after['waste_share']:.0%}, prompt tokens evaluated "
           f"per item {ratio(after[evaluated], before[evaluated])}")
+    counts = [(r["accepted"], r["accepted"] + r["rejected"]) for r in (before, after)]
+    (lo_b, hi_b), (lo_a, hi_a) = (wilson(*c) for c in counts)
+    if lo_a <= hi_b and lo_b <= hi_a:
+        print("        the two acceptance intervals overlap: this run alone does not tell the "
+              "sides apart (more --items, or repeat with other --seed values)")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from agents.flow import FlowContext, Suggestions, Trace
 from agents.items import Rejected
 from agents.mcq.skill import Choice, Mcq, check_agreement, check_options
 from agents.rag.validators import check_adds_information, check_on_topic, check_repetition, \
-    content_words, lexical_support
+    check_specifics, content_words, lexical_support
 from agents.reading_comprehension import validators as v
 from agents.spec import Subcategory
 from agents.task import Draft, TaskSkill
@@ -273,8 +273,9 @@ class ReadingComprehensionSkill(TaskSkill):
         text, body = self.assistant_turn(draft), self.answer_body(draft)
         if problem := check_repetition(text):
             return problem
+        sources = [draft.passage, task.question]  # the passage the student sees, edited or not
         if expects == "refusal":
-            return v.check_refuses(text)
+            return v.check_refuses(text) or check_specifics(text, sources)
         if expects == "choice":
             draft.extra["answer_key"] = "ABCDE"[task.correct - 1]
             if problem := check_agreement(task, draft.answer.choice):
@@ -305,7 +306,8 @@ class ReadingComprehensionSkill(TaskSkill):
                 return "answer says nothing of substance"
         else:
             draft.scores["lexical_support"] = lexical_support(body, [draft.passage])
-            if problem := v.check_grounding(draft.scores["lexical_support"], p.min_support):
+            if problem := (v.check_grounding(draft.scores["lexical_support"], p.min_support)
+                           or check_specifics(body, sources, expects)):
                 return problem
         if expects in NOVEL and (problem := check_adds_information(task.question, body)):
             return problem
