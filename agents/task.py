@@ -189,6 +189,8 @@ class TaskSkill(Skill):
             "source": {"chunk_id": chunk.id, "doc_path": chunk.doc_path, "start": chunk.start,
                        "end": chunk.end},
             "transformation": draft.item.transformation,
+            # the teacher failed it: the seed went on as it is (skill.toml transform_fallback)
+            "transformation_fell_back": any("fell_back" in s for s in trace.steps),
             "instruction_type": draft.sub.name,
             "task": draft.task.model_dump(mode="json"),
             "refinement_rounds": len(refinements),

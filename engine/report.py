@@ -71,6 +71,10 @@ def dataset_stats(records: list[dict], rejections: list[dict], vectors: np.ndarr
                   summary: dict) -> dict:
     by_skill = Counter(r["skill"] for r in records)
     by_sub = Counter(f"{r['skill']}/{r['subcategory']}" for r in records)
+    by_transformation = Counter(
+        f"{r['skill']}/{meta.get('transformation')}"
+        + (" (fell back to the seed)" if meta.get("transformation_fell_back") else "")
+        for r in records if (meta := r.get("metadata", {})).get("transformation"))
     splits = Counter(r.get("metadata", {}).get("split", r["skill"]) for r in records)
     instructions = [r.get("metadata", {}).get("instruction", "") for r in records]
     lengths = [len(t.split()) for t in instructions]
@@ -97,6 +101,7 @@ def dataset_stats(records: list[dict], rejections: list[dict], vectors: np.ndarr
         "records_by_skill": dict(sorted(by_skill.items())),
         "records_by_split": dict(sorted(splits.items())),
         "records_by_subcategory": dict(sorted(by_sub.items())),
+        "records_by_transformation": dict(sorted(by_transformation.items())),
         "rejections_by_reason": dict(Counter(
             f"{r['stage']}: {r['reason']}" for r in rejections).most_common()),
         "tokens": dict(tokens),
@@ -209,6 +214,8 @@ def card(stats: dict, summary: dict, run_info: dict) -> str:
         *[f"| {k} | {v} |" for k, v in splits.items()], "",
         "| skill/subcategory | records |", "|---|---|",
         *[f"| {k} | {v} |" for k, v in stats["records_by_subcategory"].items()], "",
+        "| skill/content transformation | records |", "|---|---|",
+        *[f"| {k} | {v} |" for k, v in stats.get("records_by_transformation", {}).items()], "",
         "## Rejections", "",
         f"{stats['rejected']} items rejected (acceptance {stats['acceptance_rate']:.1%}); "
         f"{stats['waste_share']:.1%} of completion tokens went into rejected items.", "",

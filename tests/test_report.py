@@ -1,6 +1,7 @@
 """The dataset card, stats.json, plots and diversity metrics written after every run."""
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -40,6 +41,11 @@ def test_every_run_leaves_a_card_stats_and_valid_plots(corpus, tmp_path):
     assert stats["records_by_skill"] == {
         s: sum(r["skill"] == s for r in data) for s in ("mcq", "rag")}
     assert sum(stats["records_by_subcategory"].values()) == 5
+    # each record's content transformation, a fallback to the seed counted apart
+    assert stats["records_by_transformation"] == dict(sorted(Counter(
+        f"{r['skill']}/{r['metadata']['transformation']}"
+        + (" (fell back to the seed)" if r["metadata"].get("transformation_fell_back") else "")
+        for r in data).items()))
     assert stats["tokens"]["calls"] > 0
     # replies asked again, from the records and rejections on disk: what the run counted
     assert stats["retried_by_reason"] == summary["this_run"]["retried_by_reason"]
@@ -50,6 +56,7 @@ def test_every_run_leaves_a_card_stats_and_valid_plots(corpus, tmp_path):
     card = (out / "README.md").read_text()
     header = card.split("---\n")[1]
     assert "license:" in header and "configs:" in header and "path: data.jsonl" in header
+    assert "| skill/content transformation | records |" in card
     assert "| mcq |" in card and "Vendi score" in card and "SmolLM2-135M" in card
     assert "sha256" in card and "Replies asked again instead of ending their item" in card
     # the sampler settings the requests carried, not "null" for "the default"

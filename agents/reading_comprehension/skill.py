@@ -247,7 +247,11 @@ class ReadingComprehensionSkill(TaskSkill):
         text = await super().transform(ctx, trace, chunk, name)
         if self.spec.transformation(name).template is not None:
             if problem := v.check_transformed(name, chunk.text, text) or check_repetition(text):
-                raise Rejected("transform", problem, raw=text)
+                if not self.spec.transform_fallback:
+                    raise Rejected("transform", problem, raw=text)
+                # every type can be asked of the seed itself (the identity transformation)
+                trace.steps.append({"step": "transform", "agent": name, "fell_back": problem})
+                return chunk.text
         return text
 
     def check_task(self, draft: Draft) -> str | None:
