@@ -126,7 +126,9 @@ def test_sigint_stops_gracefully_keeps_whole_lines_and_says_how_to_resume(live_s
     url, name = live_server
     corpus = write_corpus(tmp_path / "corpus")
     out = tmp_path / "out"
-    with subprocess.Popen(engine_cmd(corpus, out, url, name), cwd=REPO,
+    # --num out of reach: the run is still going when Ctrl-C arrives (in one fresh-clone run the
+    # engine reached --num 3 around the signal and exited 0, after more than 60 s)
+    with subprocess.Popen(engine_cmd(corpus, out, url, name, num=1000), cwd=REPO,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
         deadline = time.monotonic() + 600
         while not (whole_lines(out / "data.jsonl")[0] + whole_lines(out / "rejected.jsonl")[0]):

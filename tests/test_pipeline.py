@@ -405,9 +405,9 @@ def test_a_question_that_fails_the_cheap_checks_is_written_again(corpus, tmp_pat
 
 @pytest.mark.parametrize("answer_retries", [0, 1])
 def test_an_answer_the_validators_reject_is_asked_again(corpus, tmp_path, answer_retries):
-    """The first answer to each question is off-source (the grounding check fails it); the
-    re-asked one is grounded: with one answer retry no item is lost to grounding, with none
-    every item that is answered is."""
+    """The first answer to each question is off-source (its penguin count and the Antarctic are
+    in no document: the names-and-numbers check fails it); the re-asked one is grounded: with
+    one answer retry no item is lost to it, with none every item that is answered is."""
     base = rag_replies(on_topic_questions())
     # it has the form every answerable type asks for: Yes or No first, a number, a list,
     # a few sentences' worth of words
@@ -431,7 +431,7 @@ def test_an_answer_the_validators_reject_is_asked_again(corpus, tmp_path, answer
                flow={"refine_rounds": 0, "answer_retries": answer_retries,
                      "unanswerable_share": 0}),
         Progress(quiet=True), opener(teacher)))
-    why = "validate: answer not supported by cited documents"
+    why = "validate: answer states names or numbers its documents do not"
     data, rejected = lines(out / "data.jsonl"), lines(out / "rejected.jsonl")
     answered = [r for r in rejected if "respond" in r["usage"]["by_stage"]]
     if answer_retries:
