@@ -556,13 +556,15 @@ def test_every_transformation_agent_feeds_the_question(topic_index, name):
 
 
 def test_a_bad_transformation_passes_the_seed_on_or_rejects_the_item(topic_index, monkeypatch):
-    """skill.toml transform_fallback: the student sees the seed itself, and the record says so."""
+    """skill.toml transform_fallback (off by default, measured): on, the student sees the seed
+    itself and the record says so; off, the item ends at transform."""
     def teacher(prompt, schema):
         if "text" in schema.get("properties", {}):
             return {"text": "Ana: Honey bees live in colonies with a single queen.\nAna: Worker "
                     "bees dance about flowers, nectar, drones and honey."}
         return GoodTeacher()(prompt, schema)
-    assert SPEC.transform_fallback
+    assert not SPEC.transform_fallback
+    monkeypatch.setattr(SKILL, "spec", SPEC.model_copy(update={"transform_fallback": True}))
     cand, _ = run_item(topic_index, teacher, "main_idea", transformation="debate_transcript")
     seed = next(c for c in topic_index.chunks if c.doc_path.endswith("bees.txt"))
     assert cand.metadata["transformation"] == "debate_transcript"
@@ -571,7 +573,7 @@ def test_a_bad_transformation_passes_the_seed_on_or_rejects_the_item(topic_index
     good, _ = run_item(topic_index, GoodTeacher(), "main_idea", transformation="debate_transcript")
     assert good.metadata["transformation_fell_back"] is False
 
-    monkeypatch.setattr(SKILL, "spec", SPEC.model_copy(update={"transform_fallback": False}))
+    monkeypatch.setattr(SKILL, "spec", SPEC)
     with pytest.raises(Rejected) as exc:
         run_item(topic_index, teacher, "main_idea", transformation="debate_transcript")
     assert exc.value.stage == "transform" and "two named speakers" in exc.value.reason
