@@ -394,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    # a background job of a non-interactive shell (`engine ... &`, nohup) starts with SIGINT
+    # ignored, and asyncio only handles it when it is not: `kill -INT` must still stop the run
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if cfg.executor == "ray":
         from engine.distributed import run_ray as run
     try:
