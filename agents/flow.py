@@ -79,6 +79,11 @@ class Trace:
     steps: list[dict[str, Any]] = field(default_factory=list)
     shared: list[Shared] = field(default_factory=list)  # shared calls whose result it used
 
+    @property
+    def fell_back(self) -> bool:
+        """Its transformation failed and the seed went on as it is (transform_fallback)."""
+        return any("fell_back" in s for s in self.steps)
+
 
 @dataclass
 class Shared:
@@ -300,6 +305,11 @@ class Skill:
         trace.shared.append(shared)
         return await asyncio.shield(shared.task)
 
+    def check_transformation(self, name: str, seed: str, text: str) -> str | None:
+        """A skill's form check of one transformed passage (None: usable); a failed one ends
+        the item, or with transform_fallback passes the seed on, as a failed call does."""
+        return None
+
     async def transform(self, ctx: FlowContext, trace: Trace, chunk: Chunk, name: str) -> str:
         """Content transformation, shared by every item that uses the same (chunk, agent); with
         the skill's `transform_fallback`, the seed itself when the teacher fails it."""
@@ -313,6 +323,8 @@ class Skill:
                 self.render(transformation.template, passage=chunk.text), Transformed,
                 seed=int(chunk.id[:8], 16), salvage=salvage_transformed,
                 retries=0 if fallback else None)
+            if problem := self.check_transformation(name, chunk.text, result.text):
+                raise Rejected("transform", problem, raw=result.text)
         except Rejected as exc:
             if not fallback:
                 raise

@@ -190,7 +190,7 @@ class TaskSkill(Skill):
                        "end": chunk.end},
             "transformation": draft.item.transformation,
             # the teacher failed it: the seed went on as it is (skill.toml transform_fallback)
-            "transformation_fell_back": any("fell_back" in s for s in trace.steps),
+            "transformation_fell_back": trace.fell_back,
             "instruction_type": draft.sub.name,
             "task": draft.task.model_dump(mode="json"),
             "refinement_rounds": len(refinements),

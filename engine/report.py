@@ -215,7 +215,7 @@ def card(stats: dict, summary: dict, run_info: dict) -> str:
         "| skill/subcategory | records |", "|---|---|",
         *[f"| {k} | {v} |" for k, v in stats["records_by_subcategory"].items()], "",
         "| skill/content transformation | records |", "|---|---|",
-        *[f"| {k} | {v} |" for k, v in stats.get("records_by_transformation", {}).items()], "",
+        *[f"| {k} | {v} |" for k, v in stats["records_by_transformation"].items()], "",
         "## Rejections", "",
         f"{stats['rejected']} items rejected (acceptance {stats['acceptance_rate']:.1%}); "
         f"{stats['waste_share']:.1%} of completion tokens went into rejected items.", "",

@@ -118,7 +118,7 @@ class RagSkill(Skill):
             "documents": [c.id for c in documents],
             "transformation": item.transformation,
             # the teacher failed it: the passage went on as it is (skill.toml transform_fallback)
-            "transformation_fell_back": any("fell_back" in s for s in trace.steps),
+            "transformation_fell_back": trace.fell_back,
             "instruction_type": sub.name,
             "anchor": anchor,
             "answerable": sub.answerable,

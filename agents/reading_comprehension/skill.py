@@ -20,14 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
     create_model
 
 from agents.flow import FlowContext, Suggestions, Trace
-from agents.items import Rejected
 from agents.mcq.skill import Choice, Mcq, check_agreement, check_options
 from agents.rag.validators import check_adds_information, check_on_topic, check_repetition, \
     check_specifics, content_words, lexical_support
 from agents.reading_comprehension import validators as v
 from agents.spec import Subcategory
 from agents.task import Draft, TaskSkill
-from retrieval import Chunk
 
 Expects = Literal["short", "number", "blank", "free", "essay", "list", "ordered", "matching",
                   "verdict", "choice", "refusal"]
@@ -243,16 +241,8 @@ class ReadingComprehensionSkill(TaskSkill):
 
     # -- checks -------------------------------------------------------------------------------
 
-    async def transform(self, ctx: FlowContext, trace: Trace, chunk: Chunk, name: str) -> str:
-        text = await super().transform(ctx, trace, chunk, name)
-        if self.spec.transformation(name).template is not None:
-            if problem := v.check_transformed(name, chunk.text, text) or check_repetition(text):
-                if not self.spec.transform_fallback:
-                    raise Rejected("transform", problem, raw=text)
-                # every type can be asked of the seed itself (the identity transformation)
-                trace.steps.append({"step": "transform", "agent": name, "fell_back": problem})
-                return chunk.text
-        return text
+    def check_transformation(self, name: str, seed: str, text: str) -> str | None:
+        return v.check_transformed(name, seed, text) or check_repetition(text)
 
     def check_task(self, draft: Draft) -> str | None:
         sub, p, question = draft.sub, type_params(draft.sub), draft.task.question
