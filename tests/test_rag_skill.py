@@ -363,9 +363,35 @@ def test_an_answer_that_repeats_a_sentence_or_is_cut_off_is_caught():
     ("It closed in 1901.", False),
     ("This is an answer to the question, but it is not a detailed answer. The answer is not an "
      "answer to the question.", False),
+    ("It is not mentioned anywhere.", True),
+    # kept from real runs: a negation and a "contains"/"information" in different places
+    ("The list contains only pending tasks that have not been cancelled.", False),
+    ("This is not a default answer to this question.  If you need more information, please "
+     "provide a request to a user that can provide more details.", False),
+    ("The answer is not possible to be provided. Please provide a response in JSON format.", False),
 ])
 def test_check_refusal(answer, ok):
     assert (v.check_refusal(answer) is None) == ok
+
+
+@pytest.mark.parametrize("question, answer, cosine, problem", [
+    # kept from a real run: on the documents' topic, not on the question's
+    ("How many states have a coastline?", "The USGS estimates that Earth holds about 1.386 "
+     "billion cubic kilometres of water.", 0.247, True),
+    ("What is Douglas Adams' favorite hobby?", "The book helped people to get started with "
+     "Debian.", 0.181, True),
+    # short answers are far from their question in embedding space and still right
+    ("Who wrote the Debian Administrator's Handbook?", "Raphaël Hertzog and Roland Mas.", 0.068,
+     False),
+    # a shared word stem ("translated" / "translation") or a close embedding spares it
+    ("How many languages was the book translated into?", "Its translation covers 24 languages "
+     "from Arabic to Swedish, done by volunteers.", 0.3, False),
+    ("How many states have a coastline?", "Twenty-three of the fifty US states border an ocean "
+     "or the Gulf of Mexico.", 0.55, False),
+])
+def test_check_relevance(question, answer, cosine, problem):
+    assert (v.check_relevance(question, answer, cosine) == "answer is not about its question") \
+        == problem
 
 
 def test_specifics_are_the_names_and_numbers_a_text_states():
@@ -665,3 +691,25 @@ def test_an_edit_that_copies_the_demonstration_is_dropped(topic_index):
     assert candidate.instruction == "How many workers live in a honey bee colony?"
     refine = candidate.metadata["refinement"][0]
     assert (refine["kept"], refine["dropped_because"]) == (False, "question copies the demonstration")
+
+
+def test_an_answer_about_something_else_than_its_question_is_rejected(topic_index):
+    """The answer is grounded (every word and number from the bees document it cites) but does
+    not answer the question, the case a real run kept; the answer to the question passes."""
+    skill, sub = load_skill("rag"), load_skill("rag").spec.subcategory("single_fact")
+    ctx = FlowContext(teacher=None, index=topic_index, settings=FlowSettings())
+    documents = [bees_chunk(topic_index)]
+    question = "How long does a queen live?"
+    schema = rag.answer_schema(1, True)
+
+    def judged(answer):
+        reply = schema.model_validate({"answerable": True, "answer": answer, "citations": [1]})
+        return asyncio.run(skill.judge(ctx, sub, question, reply, documents))
+
+    off = judged("Bees make honey by evaporating nectar until its water content falls below "
+                 "about 18 percent.")
+    assert off.problem == "answer is not about its question"
+    assert off.scores["relevance"] < 0.4
+    on = judged("A queen can live three to five years, while a worker bee lives about six weeks "
+                "in summer.")
+    assert on.problem is None and on.scores["relevance"] >= 0.4

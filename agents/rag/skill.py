@@ -210,14 +210,19 @@ class RagSkill(Skill):
                            or v.check_adds_information(question, verdict.answer))
         if verdict.problem:
             return verdict
-        cosines = await _cosines(ctx, verdict.answer, documents)
+        relevance, cosines = await _cosines(ctx, verdict.answer, question, documents)
+        verdict.problem = v.check_relevance(question, verdict.answer, relevance)
+        if verdict.problem:
+            verdict.scores = {"relevance": round(relevance, 3)}
+            return verdict
         cited = _grounding(verdict.answer, documents, cosines, verdict.citations)
         if v.check_grounding(*cited) and (best := _best_supported(verdict.answer, documents,
                                                                   cosines)):
             # the answer is grounded, but in another document than the one it cites:
             # cite what measurably supports it rather than drop a correct answer
             (verdict.citations, cited), verdict.repaired = best, True
-        verdict.scores = {"lexical_support": round(cited[0], 3), "cosine": round(cited[1], 3)}
+        verdict.scores = {"lexical_support": round(cited[0], 3), "cosine": round(cited[1], 3),
+                          "relevance": round(relevance, 3)}
         verdict.problem = v.check_grounding(*cited)
         return verdict
 
@@ -233,9 +238,12 @@ class Verdict:
     repaired: bool = False  # citations moved to the document that supports the answer
 
 
-async def _cosines(ctx: FlowContext, answer: str, documents: list[Chunk]) -> list[float]:
-    vectors = await ctx.index.embedder.aencode([answer, *(d.text for d in documents)])
-    return [float(c) for c in vectors[1:] @ vectors[0]]
+async def _cosines(ctx: FlowContext, answer: str, question: str, documents: list[Chunk]
+                   ) -> tuple[float, list[float]]:
+    """The answer's cosine with its question and with each document, in one forward pass (the
+    question's vector is remembered from its dedup check)."""
+    vectors = await ctx.index.embedder.aencode([answer, question, *(d.text for d in documents)])
+    return float(vectors[1] @ vectors[0]), [float(c) for c in vectors[2:] @ vectors[0]]
 
 
 def _grounding(answer: str, documents: list[Chunk], cosines: list[float],

@@ -20,10 +20,15 @@ GENERIC = frozenset("answer answers question questions source sources text texts
                     " mentioned described stated according provide provided details detail topic"
                     " topics subject".split())
 REFUSAL_CUES = ("not", "no ", "cannot", "can't", "unable", "unknown", "n't", "none of the")
-# what a refusal is about: the documents or what they give ("not a detailed answer" is not one)
-REFUSAL_SUBJECT = re.compile(
-    r"\b(documents?|sources?|texts?|passages?|information|context|provided|mentions?|mentioned"
-    r"|says?|stated?|states|contains?|gives?|specif(y|ies|ied)|available|data)\b", re.IGNORECASE)
+# a refusal says, in one sentence, that the documents (or what they give) lack the answer:
+# a negation next to what it negates, not a negation anywhere and a "contains" somewhere else
+_REFUSAL_NOUN = re.compile(r"\b(documents?|sources?|texts?|passages?|excerpts?|articles?"
+                           r"|information|context|data|details?|mention)\b", re.IGNORECASE)
+_NEGATION = re.compile(r"\b(not|no|cannot|none|nothing|neither|nor|lacks?|without|unable)\b"
+                       r"|n't\b", re.IGNORECASE)
+_NOT_TOLD = re.compile(r"\b(not|never|nowhere)\s+(\w+\s+)?(mentioned|stated|specified|provided"
+                       r"|given|covered|described|available|included|found|addressed|discussed"
+                       r"|explained|listed)\b", re.IGNORECASE)
 # a colon ends a repeatable unit too ("The answer to your question is: The answer to ...")
 SENTENCE_END = re.compile(r"(?<=[.!?:])\s+")
 YES_NO = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
@@ -86,6 +91,24 @@ def check_adds_information(question: str, answer: str, min_novelty: float = 0.3)
     return None
 
 
+def check_relevance(question: str, answer: str, cosine: float, min_cosine: float = 0.4,
+                    min_words: int = 5) -> str | None:
+    """An answer about something else than its question: "How many states have a coastline?"
+    answered "The USGS estimates that Earth holds about 1.386 billion cubic kilometres of water"
+    (kept from a real run: every name and number is in its documents, so the grounding checks
+    pass). Rejected only when all three agree: the answer says enough to be judged (a short one
+    such as "Raphaël Hertzog and Roland Mas." is far from "Who wrote ...?" in embedding space
+    too), it shares no word stem with the question, and the two are far apart (`cosine`, of
+    their embeddings). Measured on 143 kept answers that pass every other check: 10 flagged,
+    all ten off their question."""
+    said = content_words(answer) - GENERIC
+    if len(said) < min_words or cosine >= min_cosine:
+        return None
+    if {w[:5] for w in said} & {w[:5] for w in content_words(question) - GENERIC}:
+        return None
+    return "answer is not about its question"
+
+
 def check_citations(citations: list[int], n_documents: int, answerable: bool,
                     sub: Subcategory) -> str | None:
     if not sub.answerable:
@@ -105,12 +128,15 @@ def check_citations(citations: list[int], n_documents: int, answerable: bool,
 
 
 def check_refusal(answer: str) -> str | None:
-    """A refusal says that the documents (or the information) lack the answer: a negation
-    alone passes nonsense such as "This is an answer, but it is not a detailed answer"."""
-    text = f" {answer.lower()} "
-    if not any(cue in text for cue in REFUSAL_CUES) or not REFUSAL_SUBJECT.search(answer):
-        return "unanswerable answer does not say the documents lack the answer"
-    return None
+    """A refusal says that the documents (or the information) lack the answer. Checked within
+    one sentence: a negation and a "contains" anywhere passed "The list contains only pending
+    tasks that have not been cancelled" (kept from a real run), and a negation alone passes
+    "This is an answer, but it is not a detailed answer"."""
+    for sentence in re.split(r"(?<=[.!?;])\s+", answer):
+        if (_REFUSAL_NOUN.search(sentence) and _NEGATION.search(sentence)) \
+                or _NOT_TOLD.search(sentence):
+            return None
+    return "unanswerable answer does not say the documents lack the answer"
 
 
 def check_repeated_sentence(answer: str, min_words: int = 5) -> str | None:
