@@ -12,12 +12,19 @@ interleaved on one managed llama-server (the engine's default teacher and sample
 load and the prompt cache affect them alike. Prints per side the answers accepted, completion
 and evaluated prompt tokens per accepted answer, why answers were rejected; then on / off.
 The whole flow (accepted records per minute, waste): bench/before_after.py.
+
+    python bench/respond_yield.py --attempts 4 [--items 80] [--seed 1]
+
+answers each question once, with up to 4 attempts (`answer_retries` 3), and prints for each
+attempt how many answers reached it, how many it got accepted, and its completion tokens: the
+marginal yield of asking again, to set against a new item's tokens per accepted record.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import os
 import platform
 import random
@@ -54,17 +61,20 @@ async def question(skill, ctx: FlowContext, item) -> tuple[str, list] | None:
         return None
 
 
-async def answer(skill, ctx: FlowContext, item, asked: str, sources: list) -> tuple[bool, Trace]:
+async def answer(skill, ctx: FlowContext, item, asked: str, sources: list
+                 ) -> tuple[bool, Trace, list[tuple[int, bool]]]:
     sub = skill.spec.subcategory(item.subcategory)
     documents = await skill.retrieve(ctx, asked, sources, random.Random(item.seed))
     user_turn = skill.render("user_turn.j2", documents=documents, question=asked)
     trace = Trace()
+    TRACE.set(trace)
+    JUDGED.set(judged := [])
     try:
         await skill.answer(ctx, trace, sub, asked, user_turn, documents, item.seed)
-        return True, trace
+        return True, trace, judged
     except Rejected as exc:
         trace.usage.retry("ended", exc.reason)
-        return False, trace
+        return False, trace, judged
 
 
 async def main() -> None:
@@ -75,9 +85,12 @@ async def main() -> None:
     ap.add_argument("--teacher-model", type=Path, help="GGUF (default: the embedded teacher)")
     ap.add_argument("--index", type=Path, help="index folder to build or reuse (default: a "
                     "temporary one)")
+    ap.add_argument("--attempts", type=int, help="answer each question once (demonstrations "
+                    "on) with up to this many attempts and print the yield of each attempt")
     args = ap.parse_args()
 
     on = load_skill("rag")
+    record_attempts(on)
     demo = on.spec.demonstrations
     if demo is None or all(s.answer is None for s in demo.questions.values()):
         raise SystemExit("the rag skill shows no answers to compare")
@@ -95,7 +108,8 @@ async def main() -> None:
                 break
         async with open_teacher(TeacherSettings(model_path=args.teacher_model),
                                 say=lambda m: None) as teacher:
-            ctx = FlowContext(teacher=teacher, index=index, settings=FlowSettings())
+            ctx = FlowContext(teacher=teacher, index=index, settings=FlowSettings(
+                answer_retries=args.attempts - 1 if args.attempts else FlowSettings().answer_retries))
             limit = asyncio.Semaphore(8)  # 2 × slots steps in flight
 
             async def ask(item):
@@ -104,7 +118,7 @@ async def main() -> None:
 
             started = time.perf_counter()
             asked = [(i, q) for i, q in await asyncio.gather(*map(ask, items)) if q]
-            sides = {"on": on, "off": off}
+            sides = {"on": on} if args.attempts else {"on": on, "off": off}
 
             async def run(name, item, q):
                 async with limit:
@@ -118,9 +132,11 @@ async def main() -> None:
           f"{platform.python_version()}, load {os.getloadavg()[0]:.1f}; {len(items)} RAG items, "
           f"seed {args.seed}: {len(asked)} questions passed ({answering - started:.0f} s), "
           f"answered on both sides in {elapsed:.0f} s")
+    if args.attempts:
+        return print_attempts([run[1:] for run in done], args.attempts)
     result = {}
     for name in sides:
-        runs = [(ok, t) for n, ok, t in done if n == name]
+        runs = [(ok, t) for n, ok, t, _ in done if n == name]
         passed = sum(ok for ok, _ in runs)
         tokens = sum(t.usage.completion_tokens for _, t in runs)
         evaluated = sum(t.usage.evaluated_prompt_tokens for _, t in runs)
@@ -140,6 +156,47 @@ async def main() -> None:
     print(f"on / off: answers accepted {p_on / max(1, p_off):.2f}x, completion tokens per "
           f"accepted answer {per(t_on, p_on) / max(1e-9, per(t_off, p_off)):.2f}x, evaluated "
           f"prompt tokens per accepted answer {per(e_on, p_on) / max(1e-9, per(e_off, p_off)):.2f}x")
+
+
+# each judged attempt of the current item's answer: (respond tokens so far, accepted)
+JUDGED: contextvars.ContextVar[list[tuple[int, bool]]] = contextvars.ContextVar("judged")
+
+
+def record_attempts(skill) -> None:
+    """Wraps the skill's judge so that each answer attempt is recorded with the respond
+    tokens spent up to it (the trace counts tokens per stage, not per attempt)."""
+    judge = skill.judge
+
+    async def judged(ctx, sub, question, reply, documents):
+        verdict = await judge(ctx, sub, question, reply, documents)
+        trace = TRACE.get()
+        JUDGED.get().append((trace.usage.by_stage.get("respond", 0), verdict.problem is None))
+        return verdict
+
+    skill.judge = judged
+
+
+TRACE: contextvars.ContextVar[Trace] = contextvars.ContextVar("trace")
+
+
+def print_attempts(runs: list[tuple[bool, Trace, list[tuple[int, bool]]]], attempts: int) -> None:
+    """Per attempt k: the answers that reached it, those accepted at it, its completion
+    tokens."""
+    reached, accepted, tokens = Counter(), Counter(), Counter()
+    for _, _, judged in runs:
+        spent = 0
+        for k, (total, ok) in enumerate(judged, 1):
+            reached[k] += 1
+            tokens[k] += total - spent
+            spent = total
+            accepted[k] += ok
+    print(f"{'attempt':>8} {'reached':>8} {'accepted':>9} {'share':>6} {'tokens':>7} "
+          f"{'tokens/accepted':>16}")
+    for k in range(1, attempts + 1):
+        print(f"{k:>8} {reached[k]:>8} {accepted[k]:>9} {accepted[k] / max(1, reached[k]):>6.0%} "
+              f"{tokens[k]:>7} {tokens[k] / max(1, accepted[k]):>16.0f}")
+    print(f"{'all':>8} {len(runs):>8} {sum(accepted.values()):>9} "
+          f"{sum(accepted.values()) / max(1, len(runs)):>6.0%} {sum(tokens.values()):>7}")
 
 
 if __name__ == "__main__":
