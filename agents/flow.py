@@ -40,7 +40,7 @@ class FlowSettings(BaseModel):
     answer_temperature: float = Field(0.2, ge=0, le=2, description="for the teacher's answers")
     reply_retries: int = Field(2, ge=0, le=10, description="a reply that does not parse or "
                                "fails its stage's cheap checks is asked again this many times")
-    answer_retries: int = Field(1, ge=0, le=5, description="rag: an answer its validators reject "
+    answer_retries: int = Field(3, ge=0, le=5, description="rag: an answer its validators reject "
                                 "(form, grounding, refusal) is asked again this many times")
     per_chunk: int = Field(2, ge=1, le=50, description="instructions planned per seed chunk in a row")
     retrieval_k: int = Field(4, ge=1, le=20)

@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "search) the teacher may make per answer, for skills that offer tools")
     f.add_argument("--unanswerable-share", type=float, help="share of unanswerable question "
                    "types in the plan (default: the taxonomy's weights)")
-    f.add_argument("--answer-retries", type=int, default=1, help="rag: times an answer its "
+    f.add_argument("--answer-retries", type=int, default=3, help="rag: times an answer its "
                    "validators reject (form, grounding) is asked again; the question is paid "
                    "for already")
     f.add_argument("--max-tokens", type=int, default=320, help="max tokens per teacher reply")
