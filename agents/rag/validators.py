@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import re
 
+import numpy as np
+
 from agents.spec import Subcategory
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.'-][a-z0-9]+)*")
@@ -247,12 +249,14 @@ def specifics(text: str) -> list[str]:
 
 
 def _computed(number: str, operands: set[float]) -> bool:
-    """A number that is the sum, difference, product or ratio of two known numbers."""
+    """A number that is the sum, difference, product or ratio of two known numbers (all pairs
+    of at most 200 numbers at once: this runs on the event loop)."""
     value = float(number)
-    pool = sorted(operands)[:200]  # bounded: pairs of at most 200 numbers
-    return any(abs(r - value) < 0.01 * max(1.0, abs(value))
-               for a in pool for b in pool
-               for r in (a + b, a - b, a * b, a / b if b else float("nan")))
+    a = np.array(sorted(operands)[:200])[:, None]
+    b = a.T
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        results = np.stack([a + b, a - b, a * b, a / b])  # x / 0 is inf or nan: never close
+    return bool((np.abs(results - value) < 0.01 * max(1.0, abs(value))).any())
 
 
 NUMBER_WORDS = {w: str(n) for n, w in enumerate(
