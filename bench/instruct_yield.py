@@ -12,6 +12,12 @@ load and cache affect them alike. Every item uses its seed passage as it is (no 
 call: the instruct step is what differs). Prints per side the questions that passed, completion
 tokens and tokens per passing question, the reasons questions were asked again; then on / off.
 The whole flow (answers, waste, accepted per minute): bench/before_after.py.
+
+    python bench/instruct_yield.py --attempts 6 [--items 80] [--seed 1]
+
+runs each item's instruct step once (demonstrations on) with up to 6 attempts and prints for
+each attempt how many questions reached it and how many passed at it: the marginal yield of
+asking a question again.
 """
 
 from __future__ import annotations
@@ -62,6 +68,8 @@ async def main() -> None:
     ap.add_argument("--teacher-model", type=Path, help="GGUF (default: the embedded teacher)")
     ap.add_argument("--index", type=Path, help="index folder to build or reuse (default: a "
                     "temporary one)")
+    ap.add_argument("--attempts", type=int, help="one side (demonstrations on) with up to this "
+                    "many attempts per question; print the yield of each attempt")
     args = ap.parse_args()
 
     on = load_skill("rag")
@@ -79,8 +87,9 @@ async def main() -> None:
                 break
         async with open_teacher(TeacherSettings(model_path=args.teacher_model),
                                 say=lambda m: None) as teacher:
-            ctx = FlowContext(teacher=teacher, index=index, settings=FlowSettings())
-            sides = {"on": on, "off": off}
+            ctx = FlowContext(teacher=teacher, index=index, settings=FlowSettings(
+                **({"reply_retries": args.attempts - 1} if args.attempts else {})))
+            sides = {"on": on} if args.attempts else {"on": on, "off": off}
             # 2 × slots steps in flight, the two sides interleaved item by item
             limit = asyncio.Semaphore(8)
 
@@ -95,6 +104,8 @@ async def main() -> None:
     print(f"machine: {os.cpu_count()} cores {platform.machine()}, Python "
           f"{platform.python_version()}, load {os.getloadavg()[0]:.1f}; {len(items)} RAG items, "
           f"seed {args.seed}, {elapsed:.0f} s for both sides")
+    if args.attempts:
+        return print_attempts([(ok, t) for _, ok, t in done], args.attempts)
     result = {}
     for name in sides:
         runs = [(ok, t) for n, ok, t in done if n == name]
@@ -113,6 +124,25 @@ async def main() -> None:
     (p_on, t_on), (p_off, t_off) = result["on"], result["off"]
     print(f"on / off: questions passed {p_on / max(1, p_off):.2f}x, completion tokens per passing "
           f"question {(t_on / max(1, p_on)) / max(1e-9, t_off / max(1, p_off)):.2f}x")
+
+
+def print_attempts(runs: list[tuple[bool, Trace]], attempts: int) -> None:
+    """Per attempt k: the questions that reached it and those that passed at it (each attempt
+    is one call; a question that passed did so at its last)."""
+    reached, passed = Counter(), Counter()
+    for ok, trace in runs:
+        calls = trace.usage.calls
+        for k in range(1, calls + 1):
+            reached[k] += 1
+        passed[calls] += ok
+    tokens = sum(t.usage.completion_tokens for _, t in runs)
+    calls = sum(t.usage.calls for _, t in runs)
+    print(f"{'attempt':>8} {'reached':>8} {'passed':>7} {'share':>6}")
+    for k in range(1, attempts + 1):
+        print(f"{k:>8} {reached[k]:>8} {passed[k]:>7} {passed[k] / max(1, reached[k]):>6.0%}")
+    print(f"{'all':>8} {len(runs):>8} {sum(passed.values()):>7} "
+          f"{sum(passed.values()) / max(1, len(runs)):>6.0%}; {calls} calls, {tokens} completion "
+          f"tokens ({tokens / max(1, calls):.0f} per call)")
 
 
 if __name__ == "__main__":
