@@ -374,20 +374,29 @@ def test_check_refusal(answer, ok):
     assert (v.check_refusal(answer) is None) == ok
 
 
+USGS = ("The United States Geological Survey (USGS) estimates that Earth holds about 1.386 "
+        "billion cubic kilometres of water.")
+
+
 @pytest.mark.parametrize("question, answer, cosine, problem", [
-    # kept from a real run: on the documents' topic, not on the question's
-    ("How many states have a coastline?", "The USGS estimates that Earth holds about 1.386 "
-     "billion cubic kilometres of water.", 0.247, True),
+    # kept from a real run: on the documents' topic, not on the question's; "States" is only
+    # part of a name there, so it shares no word with the question's "states"
+    ("How many states have a coastline?", USGS, 0.246, True),
     ("What is Douglas Adams' favorite hobby?", "The book helped people to get started with "
      "Debian.", 0.181, True),
+    # a question that names the name does share it
+    ("How much water does the United States Geological Survey count?", USGS, 0.2, False),
     # short answers are far from their question in embedding space and still right
     ("Who wrote the Debian Administrator's Handbook?", "Raphaël Hertzog and Roland Mas.", 0.068,
      False),
-    # a shared word stem ("translated" / "translation") or a close embedding spares it
+    # right, concise, no word shared: their cosines (0.293, 0.307) are why the bound is low
+    ("When was Debian founded?", "Ian Murdock announced the project on 16 August 1993 while a "
+     "student at Purdue University.", 0.293, False),
+    ("How long does a queen bee live?", "Three to five years, while workers last about six "
+     "weeks in summer.", 0.307, False),
+    # a shared word stem ("translated" / "translation") spares it
     ("How many languages was the book translated into?", "Its translation covers 24 languages "
-     "from Arabic to Swedish, done by volunteers.", 0.3, False),
-    ("How many states have a coastline?", "Twenty-three of the fifty US states border an ocean "
-     "or the Gulf of Mexico.", 0.55, False),
+     "from Arabic to Swedish, done by volunteers.", 0.2, False),
 ])
 def test_check_relevance(question, answer, cosine, problem):
     assert (v.check_relevance(question, answer, cosine) == "answer is not about its question") \
@@ -709,7 +718,7 @@ def test_an_answer_about_something_else_than_its_question_is_rejected(topic_inde
     off = judged("Bees make honey by evaporating nectar until its water content falls below "
                  "about 18 percent.")
     assert off.problem == "answer is not about its question"
-    assert off.scores["relevance"] < 0.4
+    assert off.scores["relevance"] < 0.27
     on = judged("A queen can live three to five years, while a worker bee lives about six weeks "
                 "in summer.")
-    assert on.problem is None and on.scores["relevance"] >= 0.4
+    assert on.problem is None and on.scores["relevance"] >= 0.27
