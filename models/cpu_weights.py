@@ -10,7 +10,10 @@ decode uses the same fast kernels.
 
 The conversion (llama.cpp's own quantizer, through llama-cpp-python) runs once, in a child
 process (its log is loud, and a crash in it must not take the run down), into the user cache,
-keyed by the source file; a failed conversion leaves the source in use and says why.
+keyed by the source file; a failed conversion leaves the source in use and says why. Each copy
+records its source beside it, and copies whose source is gone or rewritten (a removed virtualenv,
+a reinstalled package) are deleted when the next one is made: the cache holds one copy per
+installed source, not one per install ever made (136 MiB each).
 """
 
 from __future__ import annotations
@@ -55,8 +58,29 @@ def q8_0(source: Path, say: Callable[[str], None] = print) -> Path:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             say(f"could not convert {source.name} to Q8_0 ({tail[0]}); serving it as it is")
             return source
+        target.with_name(target.name + ".source").write_text(file_key(source))
         os.replace(tmp, target)  # atomic: a half-written file is never found
+        prune(target.parent)
     return target
+
+
+def prune(folder: Path) -> list[Path]:
+    """Deletes the copies whose recorded source no longer exists as it was converted; returns
+    them. A copy in use is never one of them (its run's source is there, unchanged), and a copy
+    without a record (made before records were kept) is left alone."""
+    removed = []
+    for record in folder.glob("*.q8_0.gguf.source"):
+        source = Path(record.read_text().rsplit(":", 2)[0])
+        try:
+            current = file_key(source)
+        except OSError:  # the source is gone
+            current = None
+        if current != record.read_text():
+            copy = record.with_name(record.name.removesuffix(".source"))
+            copy.unlink(missing_ok=True)
+            record.unlink(missing_ok=True)
+            removed.append(copy)
+    return removed
 
 
 def _package_root() -> str:

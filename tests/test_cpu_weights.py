@@ -51,6 +51,31 @@ def test_another_source_file_gets_its_own_copy(teacher_gguf, cache, tmp_path):
     assert cpu_weights.converted_path(copy) != first
 
 
+def test_copies_of_sources_that_are_gone_or_rewritten_are_deleted(teacher_gguf, cache, tmp_path):
+    """One copy per installed source, not one per install ever made: a copy whose source was
+    removed (a deleted virtualenv) or rewritten (a reinstall) goes when the next one is made."""
+    gone, rewritten = tmp_path / "venv-a" / "t.gguf", tmp_path / "venv-b" / "t.gguf"
+    for path in (gone, rewritten):
+        path.parent.mkdir()
+        shutil.copy(teacher_gguf, path)
+    old = [cpu_weights.q8_0(p, lambda m: None) for p in (gone, rewritten)]
+    assert all(c.is_file() for c in old) and len(set(old)) == 2
+    legacy = cache / "gguf" / "t.0123456789ab.q8_0.gguf"  # made before copies had records
+    legacy.write_bytes(GGUF_MAGIC)
+    shutil.rmtree(gone.parent)
+    stat = rewritten.stat()
+    os.utime(rewritten, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+
+    kept = cpu_weights.q8_0(teacher_gguf, lambda m: None)
+    assert kept.is_file() and legacy.is_file()
+    assert not any(c.exists() for c in old)
+    assert sorted(p.name for p in (cache / "gguf").glob("*.gguf*")) == sorted(
+        [kept.name, kept.name + ".source", legacy.name])
+    # the rewritten source's next run converts it again and keeps the teacher's copy
+    again = cpu_weights.q8_0(rewritten, lambda m: None)
+    assert again.is_file() and kept.is_file() and again != old[1]
+
+
 def test_a_failed_conversion_serves_the_source(cache, tmp_path):
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(GGUF_MAGIC + b"\0" * 4096)  # passes the magic check, holds no model
