@@ -66,9 +66,8 @@ async def answer(skill, ctx: FlowContext, item, asked: str, sources: list
     sub = skill.spec.subcategory(item.subcategory)
     documents = await skill.retrieve(ctx, asked, sources, random.Random(item.seed))
     user_turn = skill.render("user_turn.j2", documents=documents, question=asked)
-    trace = Trace()
-    TRACE.set(trace)
-    JUDGED.set(judged := [])
+    trace, judged = Trace(), []
+    JUDGED.set((trace, judged))
     try:
         await skill.answer(ctx, trace, sub, asked, user_turn, documents, item.seed)
         return True, trace, judged
@@ -109,7 +108,7 @@ async def main() -> None:
         async with open_teacher(TeacherSettings(model_path=args.teacher_model),
                                 say=lambda m: None) as teacher:
             ctx = FlowContext(teacher=teacher, index=index, settings=FlowSettings(
-                answer_retries=args.attempts - 1 if args.attempts else FlowSettings().answer_retries))
+                **({"answer_retries": args.attempts - 1} if args.attempts else {})))
             limit = asyncio.Semaphore(8)  # 2 × slots steps in flight
 
             async def ask(item):
@@ -158,8 +157,10 @@ async def main() -> None:
           f"prompt tokens per accepted answer {per(e_on, p_on) / max(1e-9, per(e_off, p_off)):.2f}x")
 
 
-# each judged attempt of the current item's answer: (respond tokens so far, accepted)
-JUDGED: contextvars.ContextVar[list[tuple[int, bool]]] = contextvars.ContextVar("judged")
+# the current item's trace, and each judged attempt of its answer: (respond tokens so far,
+# accepted)
+JUDGED: contextvars.ContextVar[tuple[Trace, list[tuple[int, bool]]]] = \
+    contextvars.ContextVar("judged")
 
 
 def record_attempts(skill) -> None:
@@ -169,14 +170,11 @@ def record_attempts(skill) -> None:
 
     async def judged(ctx, sub, question, reply, documents):
         verdict = await judge(ctx, sub, question, reply, documents)
-        trace = TRACE.get()
-        JUDGED.get().append((trace.usage.by_stage.get("respond", 0), verdict.problem is None))
+        trace, attempts = JUDGED.get()
+        attempts.append((trace.usage.by_stage.get("respond", 0), verdict.problem is None))
         return verdict
 
     skill.judge = judged
-
-
-TRACE: contextvars.ContextVar[Trace] = contextvars.ContextVar("trace")
 
 
 def print_attempts(runs: list[tuple[bool, Trace, list[tuple[int, bool]]]], attempts: int) -> None:

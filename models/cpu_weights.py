@@ -70,12 +70,12 @@ def prune(folder: Path) -> list[Path]:
     without a record (made before records were kept) is left alone."""
     removed = []
     for record in folder.glob("*.q8_0.gguf.source"):
-        source = Path(record.read_text().rsplit(":", 2)[0])
+        recorded = record.read_text()
         try:
-            current = file_key(source)
+            current = file_key(Path(recorded.rsplit(":", 2)[0]))
         except OSError:  # the source is gone
             current = None
-        if current != record.read_text():
+        if current != recorded:
             copy = record.with_name(record.name.removesuffix(".source"))
             copy.unlink(missing_ok=True)
             record.unlink(missing_ok=True)

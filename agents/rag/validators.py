@@ -93,7 +93,7 @@ def check_adds_information(question: str, answer: str, min_novelty: float = 0.3)
     return None
 
 
-_WORD_CASED = re.compile(r"[A-Za-z0-9]+(?:[.'-][A-Za-z0-9]+)*")
+_WORD_CASED = re.compile(_WORD.pattern, re.IGNORECASE)  # content_words' words, case kept
 
 
 def _stems(text: str, names: bool) -> set[str]:
