@@ -14,6 +14,26 @@ def run_main(capsys, *argv):
     return code, out, err
 
 
+def test_every_flag_defaults_to_its_settings_default():
+    """A default is written twice, as the flag's (for --help, and the CLI imports no models
+    until it runs) and as the setting's (for --config and the API): they must not drift."""
+    from engine.cli import FLAG_PATHS, build_parser
+    from engine.config import RunConfig
+
+    checked = 0
+    for action in build_parser()._actions:
+        if action.dest not in FLAG_PATHS or action.default is None:
+            continue
+        model, *path, name = (RunConfig, *FLAG_PATHS[action.dest])
+        for key in path:
+            model = type(model.model_fields[key].default)
+        field = model.model_fields[name]
+        default = field.default_factory() if field.default_factory else field.default
+        assert action.default == default, f"--{action.dest}: {action.default!r} vs {default!r}"
+        checked += 1
+    assert checked >= 25
+
+
 def test_help_explains_every_flag():
     done = subprocess.run([sys.executable, "-m", "engine", "--help"], capture_output=True,
                           text=True, check=True)
