@@ -18,12 +18,6 @@ The whole flow (accepted records per minute, waste): bench/before_after.py.
 answers each question once, with up to 4 attempts (`answer_retries` 3), and prints for each
 attempt how many answers reached it, how many it got accepted, and its completion tokens: the
 marginal yield of asking again, to set against a new item's tokens per accepted record.
-
-    python bench/respond_yield.py --attempts 4 --plain-retries [--items 80] [--seed 1]
-
-does that twice, interleaved on one server: as the skill asks again (its rejected answer
-shown with what was wrong with it, prompts/retry.j2) and with the first prompt repeated as is;
-then prints feedback / plain for the answers accepted and completion tokens per accepted answer.
 """
 
 from __future__ import annotations
@@ -31,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextvars
-import json
 import os
 import platform
 import random
@@ -93,10 +86,6 @@ async def main() -> None:
                     "temporary one)")
     ap.add_argument("--attempts", type=int, help="answer each question once (demonstrations "
                     "on) with up to this many attempts and print the yield of each attempt")
-    ap.add_argument("--show", type=Path, help="with --attempts: write every judged attempt "
-                    "(question, answer, why it was rejected) to this JSON file, to read")
-    ap.add_argument("--plain-retries", action="store_true", help="with --attempts: also answer "
-                    "each question asking again with the first prompt as is, and compare")
     args = ap.parse_args()
 
     on = load_skill("rag")
@@ -104,9 +93,6 @@ async def main() -> None:
     demo = on.spec.demonstrations
     if demo is None or all(s.answer is None for s in demo.questions.values()):
         raise SystemExit("the rag skill shows no answers to compare")
-    plain = load_skill("rag")
-    record_attempts(plain)
-    plain.feedback = lambda sub, prompt, *_: (prompt, ())  # the first prompt again, as is
     off = load_skill("rag")
     off.spec = off.spec.model_copy(update={"demonstrations": demo.model_copy(update={
         "questions": {n: s.model_copy(update={"answer": None})
@@ -131,8 +117,7 @@ async def main() -> None:
 
             started = time.perf_counter()
             asked = [(i, q) for i, q in await asyncio.gather(*map(ask, items)) if q]
-            sides = ({"feedback": on, "plain": plain} if args.plain_retries else {"on": on}) \
-                if args.attempts else {"on": on, "off": off}
+            sides = {"on": on} if args.attempts else {"on": on, "off": off}
 
             async def run(name, item, q):
                 async with limit:
@@ -147,24 +132,7 @@ async def main() -> None:
           f"seed {args.seed}: {len(asked)} questions passed ({answering - started:.0f} s), "
           f"answered on both sides in {elapsed:.0f} s")
     if args.attempts:
-        accepted = {}
-        for name in sides:
-            runs = [run[1:] for run in done if run[0] == name]
-            print(f"{name}:")
-            print_attempts(runs, args.attempts)
-            tokens = sum(t.usage.completion_tokens for _, t, _ in runs)
-            accepted[name] = sum(ok for ok, _, _ in runs), tokens
-        if args.show:
-            args.show.write_text(json.dumps([
-                {"side": run[0], "question": q[0], "attempts": [
-                    {"answer": a, "problem": p} for _, _, a, p in run[3]]}
-                for run, (_, q) in zip(done, ((i, q) for i, q in asked for _ in sides))],
-                indent=1))
-        if len(sides) == 2:
-            (a, ta), (b, tb) = accepted["feedback"], accepted["plain"]
-            print(f"feedback / plain: answers accepted {a / max(1, b):.2f}x, completion tokens "
-                  f"per accepted answer {(ta / max(1, a)) / max(1e-9, tb / max(1, b)):.2f}x")
-        return
+        return print_attempts([run[1:] for run in done], args.attempts)
     result = {}
     for name in sides:
         runs = [(ok, t) for n, ok, t, _ in done if n == name]
@@ -190,8 +158,8 @@ async def main() -> None:
 
 
 # the current item's trace, and each judged attempt of its answer: (respond tokens so far,
-# accepted, the answer, why it was rejected)
-JUDGED: contextvars.ContextVar[tuple[Trace, list[tuple[int, bool, str, str | None]]]] = \
+# accepted)
+JUDGED: contextvars.ContextVar[tuple[Trace, list[tuple[int, bool]]]] = \
     contextvars.ContextVar("judged")
 
 
@@ -203,20 +171,19 @@ def record_attempts(skill) -> None:
     async def judged(ctx, sub, question, reply, documents):
         verdict = await judge(ctx, sub, question, reply, documents)
         trace, attempts = JUDGED.get()
-        attempts.append((trace.usage.by_stage.get("respond", 0), verdict.problem is None,
-                         verdict.answer, verdict.problem))
+        attempts.append((trace.usage.by_stage.get("respond", 0), verdict.problem is None))
         return verdict
 
     skill.judge = judged
 
 
-def print_attempts(runs: list[tuple[bool, Trace, list]], attempts: int) -> None:
+def print_attempts(runs: list[tuple[bool, Trace, list[tuple[int, bool]]]], attempts: int) -> None:
     """Per attempt k: the answers that reached it, those accepted at it, its completion
     tokens."""
     reached, accepted, tokens = Counter(), Counter(), Counter()
     for _, _, judged in runs:
         spent = 0
-        for k, (total, ok, *_) in enumerate(judged, 1):
+        for k, (total, ok) in enumerate(judged, 1):
             reached[k] += 1
             tokens[k] += total - spent
             spent = total

@@ -57,10 +57,8 @@ def rag_replies(question_for: Callable[[str], str] | None = None):
             return json.dumps({"answerable": False, "citations": [],
                                "answer": "The documents do not contain the answer to this."})
         if "answerable" in props:
-            # answer with words of document [1] and cite it: grounded by construction (a retry's
-            # documents are in the first prompt, before the rejected answer)
-            asked = next(m.content for m in reversed(messages) if "Document [1]" in m.content)
-            body = asked.split("Document [1]", 1)[1].split("\n", 1)[1]
+            # answer with words of document [1] and cite it: grounded by construction
+            body = prompt.split("Document [1]", 1)[1].split("\n", 1)[1]
             return json.dumps({"answerable": True, "answer": " ".join(body.split()[:12]),
                                "citations": [1]})
         if "text" in props:

@@ -633,38 +633,9 @@ def test_an_answer_that_copies_the_demonstration_is_asked_again(topic_index):
     candidate = run_on_bees(topic_index, ScriptedTeacher(reply), "single_fact", refine_rounds=0)
     assert "Thames" not in candidate.messages[2].content
     assert candidate.usage.retried == {"validate: answer copies the demonstration": 1}
-    # asked again without the demonstration it copied, shown what it copied and why not
+    # asked again without the demonstration it copied
     assert [m.role for m in answers[0]] == ["system", "user", "assistant", "user"]
-    assert answers[1][:2] == [answers[0][0], answers[0][-1]]
-    assert json.loads(answers[1][2].content) == copied
-    assert "copies the demonstration" in answers[1][3].content
-
-
-def test_a_rejected_answer_is_asked_again_naming_what_it_invented(topic_index):
-    """The first answer wraps an invented place and year in the passage's words: the retry
-    shows the teacher that answer and names both, after the first prompt, which it keeps as
-    its prefix (the prompt cache serves it); the record keeps only the item's own turns."""
-    base = rag_replies(lambda p: "How many workers live in a honey bee colony?")
-    answers = []
-
-    def reply(messages, schema):
-        if "answerable" in (schema or {}).get("properties", {}):
-            answers.append(messages)
-            if len(answers) == 1:
-                first = json.loads(base(messages, schema))
-                first["answer"] = "In Zanzibar in 1987, " + first["answer"]
-                return json.dumps(first)
-        return base(messages, schema)
-
-    candidate = run_on_bees(topic_index, ScriptedTeacher(reply), "single_fact", refine_rounds=0)
-    assert candidate.usage.retried == {f"validate: {v.UNSTATED}": 1}
-    first, second = answers
-    assert second[:len(first)] == first  # the first attempt's whole conversation, then:
-    assert "Zanzibar" in second[len(first)].content and second[len(first)].role == "assistant"
-    retry = second[-1].content
-    assert "never mention Zanzibar, 1987" in retry and "Reply in JSON" in retry
-    assert "Zanzibar" not in candidate.messages[2].content
-    assert [m.role for m in candidate.messages] == ["system", "user", "assistant"]
+    assert answers[1] == [answers[0][0], answers[0][-1]]
 
 
 def test_a_demonstrated_answer_must_have_the_reply_shape_of_its_type(tmp_path):

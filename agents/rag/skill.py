@@ -138,16 +138,14 @@ class RagSkill(Skill):
         """The teacher's answer, judged. An answer a validator rejects is asked again
         `answer_retries` times, warmer than the first: the question and its passages are paid
         for already, and these validators judge the answer's own form and grounding (there is
-        no key that re-sampling could agree with by chance). A retry shows the teacher its last
-        answer and what was wrong with it (prompts/retry.j2); the first prompt stays the
-        conversation's prefix, so the server's prompt cache serves it."""
+        no key that re-sampling could agree with by chance). A retry's prompt is the first
+        one's, so the server's prompt cache serves it."""
         prompt = self.render("respond.j2", user_turn=user_turn, subcategory=sub)
         schema = answer_schema(len(documents), sub.answerable)
         shown = self.answer_demonstration(sub)
-        asked, turns = prompt, ()
         for attempt in range(ctx.settings.answer_retries + 1):
-            reply = await self.ask(ctx, trace, "respond", asked, schema, seed + 7 + 977 * attempt,
-                                   system=self.spec.system_prompt, history=(*shown, *turns),
+            reply = await self.ask(ctx, trace, "respond", prompt, schema, seed + 7 + 977 * attempt,
+                                   system=self.spec.system_prompt, history=shown,
                                    temperature=ctx.settings.answer_temperature if attempt == 0
                                    else ctx.settings.temperature)
             verdict = await self.judge(ctx, sub, question, reply, documents)
@@ -157,20 +155,8 @@ class RagSkill(Skill):
                 trace.usage.retry("validate", verdict.problem)
             if verdict.problem.endswith(COPIED):
                 shown = ()  # shown it again, the teacher copies it again: ask without it
-            asked, turns = self.feedback(sub, prompt, reply, verdict, question, documents)
         detail = ", ".join(f"{name} {value:.2f}" for name, value in verdict.scores.items())
         raise Rejected("validate", verdict.problem, detail, raw=reply.model_dump_json())
-
-    def feedback(self, sub: Subcategory, prompt: str, reply: BaseModel, verdict: Verdict,
-                 question: str, documents: list[Chunk]) -> tuple[str, tuple[ChatMessage, ...]]:
-        """The next attempt's prompt and the turns before it: the first prompt, the rejected
-        reply, then what was wrong with it (naming what it invented, when it did)."""
-        unstated = v.unstated(verdict.answer, [question, *(d.text for d in documents)],
-                              sub.expects) if verdict.problem == v.UNSTATED else []
-        return (self.render("retry.j2", problem=verdict.problem, unstated=unstated,
-                            subcategory=sub),
-                (ChatMessage(role="user", content=prompt),
-                 ChatMessage(role="assistant", content=json.dumps(reply.model_dump()))))
 
     def answer_demonstration(self, sub: Subcategory) -> tuple[ChatMessage, ...]:
         """The turns that show the teacher a good answer of this type before it answers: the

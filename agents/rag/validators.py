@@ -283,21 +283,13 @@ NUMBER_WORDS = {w: str(n) for n, w in enumerate(
     "eighty": "80", "ninety": "90", "hundred": "100", "thousand": "1000", "dozen": "12"}
 
 
-UNSTATED = "answer states names or numbers its documents do not"
-
-
 def check_specifics(answer: str, sources: list[str], expects: str | None = None) -> str | None:
     """Every name and number an answer states is in its documents or its question (a number
     also as a word: "ten gates" → 10): a small teacher wraps an invented date, place or version
     in the documents' subject ("... occurred on October 25, 2014, in Dubai"), which passes a
-    cosine check on its topic words."""
-    return UNSTATED if unstated(answer, sources, expects) else None
-
-
-def unstated(answer: str, sources: list[str], expects: str | None = None) -> list[str]:
-    """The names and numbers an answer states that its sources do not, each once. A number may
-    be computed from two it states that are known ("opened in 1984 ... completed in 1997, so 13
-    years later"); a numeric answer's may be computed from any two of the sources' numbers."""
+    cosine check on its topic words. A number may be computed from two it states that are
+    known ("opened in 1984 ... completed in 1997, so 13 years later"); a numeric answer's may be
+    computed from any two of the documents' numbers."""
     source_text = _THOUSANDS.sub("", " ".join(sources)).lower()
     known = set(_TOKEN.findall(source_text))
     known |= {NUMBER_WORDS[w] for w in known & NUMBER_WORDS.keys()}
@@ -314,7 +306,9 @@ def unstated(answer: str, sources: list[str], expects: str | None = None) -> lis
             [t for t in said if _NUMBER.fullmatch(t) and stated(t)]
         operands = {float(n) for n in pool}
         missing = [t for t in missing if not (_NUMBER.fullmatch(t) and _computed(t, operands))]
-    return list(dict.fromkeys(missing))
+    if missing:
+        return "answer states names or numbers its documents do not"
+    return None
 
 
 def check_grounding(lexical: float, cosine: float, min_lexical: float = 0.5,
