@@ -4,6 +4,7 @@ items that share a transformation are charged for it, on a scripted teacher."""
 import asyncio
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -337,6 +338,23 @@ def test_a_section_heading_is_not_an_answer():
     assert v.check_not_heading("1.5 million packages were built in 2023.") is None
 
 
+def test_a_title_line_of_its_document_is_not_an_answer():
+    """Seen kept from the README's own command: "What was the last book printed with movable
+    type?" → the page's title."""
+    from retrieval.html_text import html_to_text
+
+    page = html_to_text((Path(__file__).parents[1] / "examples" / "docs" / "printing-press.html").read_text())
+    assert v.check_not_heading("The Printing Press | History Notes.", [page]) \
+        == "answer is a heading of its document"
+    assert v.check_not_heading("The Printing Press | History Notes", []) is None
+    # a sentence of the document, a short cell, and a heading's words inside a sentence pass
+    sentence = next(line for line in page.splitlines() if line.endswith("."))
+    assert v.check_not_heading(sentence, [page]) is None
+    assert v.check_not_heading("Gutenberg's invention", ["Gutenberg's invention\n"]) is None
+    assert v.check_not_heading("The Printing Press | History Notes describes Gutenberg.",
+                               [page]) is None
+
+
 def test_an_answer_that_repeats_a_sentence_or_is_cut_off_is_caught():
     twice = ("The firewall script filters traffic by default. It is a command-line tool that "
              "controls network devices. It is a command-line tool that controls network devices.")
@@ -347,6 +365,17 @@ def test_an_answer_that_repeats_a_sentence_or_is_cut_off_is_caught():
     assert v.check_repeated_sentence("The answer to your question is: The answer to your "
                                      "question is: a list of files.") \
         == "answer repeats a sentence"  # seen accepted
+    # reworded or negated, seen accepted: the same sentence said twice all the same
+    assert v.check_repeated_sentence("The document is not available to edit. The document is "
+                                     "not available for edit.") == "answer repeats a sentence"
+    assert v.check_repeated_sentence("The document does not contain multiple options. The "
+                                     "document contains multiple options.") is not None
+    # two sentences about one subject are not a repeat
+    assert v.check_repeated_sentence("Debian stable receives security updates for about three "
+                                     "years. Debian testing receives no security updates from "
+                                     "the security team.") is None
+    assert v.check_repeated_sentence("IPv4 addresses are 32 bits long. IPv6 addresses are 128 "
+                                     "bits long.") is None
     cut = "word " * 119 + "and then"
     assert v.check_complete(cut, 600) == "answer cut off at its length limit"
     assert v.check_complete(("word " * 119).strip() + ".", 600) is None

@@ -205,7 +205,7 @@ class RagSkill(Skill):
         if verdict.problem or not sub.answerable:
             verdict.problem = verdict.problem or v.check_refusal(verdict.answer)
             return verdict
-        verdict.problem = (v.check_not_heading(verdict.answer)
+        verdict.problem = (v.check_not_heading(verdict.answer, [d.text for d in documents])
                            or v.check_form(verdict.answer, sub.expects)
                            or v.check_adds_information(question, verdict.answer))
         if verdict.problem:

@@ -158,16 +158,27 @@ def check_refusal(answer: str) -> str | None:
     return "unanswerable answer does not say the documents lack the answer"
 
 
-def check_repeated_sentence(answer: str, min_words: int = 5) -> str | None:
-    """A small teacher repeats a whole sentence of its answer (looser than the trigram loop
-    check, which misses two copies in a longer answer). For answers, not for poems' refrains."""
-    seen: set[str] = set()
+def check_repeated_sentence(answer: str, min_words: int = 5, max_overlap: float = 0.7
+                            ) -> str | None:
+    """A small teacher says a sentence of its answer twice (looser than the trigram loop
+    check, which misses two copies in a longer answer), often reworded ("The document is not
+    available to edit. The document is not available for edit.") or negated ("... contains
+    multiple options. ... does not contain multiple options."): two sentences of `min_words`
+    words or more whose content-word stems overlap by `max_overlap` (Jaccard) or more. Read on
+    252 kept answers: the 32 this catches at 0.7 all restate, loop or contradict themselves;
+    sentences of a good answer that share its subject overlap 0.25–0.45. For answers, not for
+    poems' refrains."""
+    seen: list[tuple[tuple[str, ...], set[str]]] = []
     for sentence in SENTENCE_END.split(answer):
         words = tuple(_WORD.findall(sentence.lower()))
-        if len(words) >= min_words:
-            if words in seen:
+        if len(words) < min_words:
+            continue
+        stems = _stems(sentence, names=True)
+        for other, other_stems in seen:
+            if words == other or (stems and len(stems & other_stems) / len(stems | other_stems)
+                                  >= max_overlap):
                 return "answer repeats a sentence"
-            seen.add(words)
+        seen.append((words, stems))
     return None
 
 
@@ -224,11 +235,18 @@ def check_form(answer: str, expects: str) -> str | None:
 SECTION_HEADING = re.compile(r"^\W*\d+(\.\d+)+\.\s|^\W*\d+(\.\d+){2,}\s")
 
 
-def check_not_heading(answer: str) -> str | None:
+def check_not_heading(answer: str, documents: list[str] = ()) -> str | None:
     """A small teacher answers with the section title of the passage ("6.7.2. Handling
-    Problems After an Upgrade")."""
+    Problems After an Upgrade"), or with a whole title or heading line of a document ("The
+    Printing Press | History Notes"): a line of three words or more that ends without a
+    sentence's punctuation. None of 228 kept answers was such a line."""
     if SECTION_HEADING.match(answer):
         return "answer is a section heading"
+    said = answer.strip().rstrip(".").strip()
+    if len(said.split()) >= 3 and said[-1:] not in ".!?:;,":
+        for document in documents:
+            if any(line.strip() == said for line in document.splitlines()):
+                return "answer is a heading of its document"
     return None
 
 
