@@ -51,12 +51,14 @@ class Transformation(BaseModel):
 class Shown(BaseModel):
     """What a demonstration shows for one type: its subject and its question, and optionally
     the answer step's reply to that question (in the skill's own reply shape, which the skill
-    checks when it loads)."""
+    checks when it loads). A task skill whose task is more than a question (options and their
+    key, a verdict's key) gives the whole task object as `task`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     about: str = Field(min_length=1)
     question: str = Field(min_length=12)
     answer: dict[str, Any] | None = None
+    task: dict[str, Any] | None = None
 
 
 class Demonstrations(BaseModel):

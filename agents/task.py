@@ -13,13 +13,15 @@ subcategory's params), and in suggest/edit `task_json`, `goal`, `suggestions`.
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from agents.flow import FlowContext, Skill, Suggestions, Trace
+from agents.flow import COPIED, FlowContext, Skill, Suggestions, Trace
 from agents.items import Candidate, Rejected, WorkItem
 from agents.spec import Subcategory
 from agents.tools.loop import observations_text, run_tool_loop
@@ -58,7 +60,26 @@ class TaskSkill(Skill):
     task_model: type[BaseModel] = Task
     answer_model: type[BaseModel] = Answer
 
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.check_types()
+        # a task shown to the teacher is one the skill's own checks pass, on its own passage
+        demo = self.spec.demonstrations
+        for name in demo.questions if demo else ():
+            try:
+                problem = self.check_task(self.shown_draft(self.spec.subcategory(name)))
+            except ValidationError as exc:
+                problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                    for e in exc.errors())
+            if problem:
+                raise ValueError(f"invalid skill definition {folder / 'skill.toml'}: the "
+                                 f"demonstration for {name}: {problem}")
+
     # -- hooks skills override ---------------------------------------------------------------
+
+    def check_types(self) -> None:
+        """The skill's own checks of its taxonomy when it loads (raise ValueError naming the
+        type), before its demonstrations are checked with the types' checks."""
 
     def task_schema(self, sub: Subcategory) -> type[BaseModel]:
         return self.task_model
@@ -80,6 +101,9 @@ class TaskSkill(Skill):
         text = self.instruction_text(draft)
         if len(text.split()) < 3:
             return "instruction too short"
+        demo = self.spec.demonstrations
+        if demo and demo.copied(text, [draft.passage]):
+            return f"instruction {COPIED}"
         return check_repetition(text)
 
     async def validate(self, ctx: FlowContext, draft: Draft) -> str | None:
@@ -88,6 +112,26 @@ class TaskSkill(Skill):
         if isinstance(answer, str):
             return check_repetition(answer)
         return None
+
+    def shown_draft(self, sub: Subcategory) -> Draft:
+        """The demonstration's task for this type, as a draft of the demonstration's first
+        passage; raises ValidationError when it does not fit the type's task schema."""
+        demo = self.spec.demonstrations
+        shown = demo.questions[sub.name]
+        task = self.task_schema(sub).model_validate(shown.task or {"question": shown.question})
+        return Draft(item=None, sub=sub, chunk=None, passage=demo.passages[0], task=task)
+
+    def demonstration(self, sub: Subcategory, anchored: bool = False) -> tuple[ChatMessage, ...]:
+        """The turns that show the teacher one good task of this type before it writes its
+        own: the instruct prompt written from the demonstration's passage, then the task. None
+        when the type shows none."""
+        demo = self.spec.demonstrations
+        if demo is None or sub.name not in demo.questions:
+            return ()
+        draft = self.shown_draft(sub)
+        return (ChatMessage(role="user", content=self.render("instruct.j2", **self._values(draft))),
+                ChatMessage(role="assistant",
+                            content=json.dumps(draft.task.model_dump(mode="json"))))
 
     def user_turn(self, draft: Draft) -> str:
         return self.render("user_turn.j2", **self._values(draft))
@@ -115,12 +159,18 @@ class TaskSkill(Skill):
 
     async def generate(self, ctx: FlowContext, item: WorkItem, trace: Trace) -> Candidate:
         draft = await self.start(ctx, trace, item)
+        await self.write_task(ctx, trace, draft)
+        return await self.finish(ctx, trace, draft)
+
+    async def write_task(self, ctx: FlowContext, trace: Trace, draft: Draft) -> None:
+        """The instruct call: the task, asked again while it fails the cheap checks, after the
+        type's demonstration when the skill has one."""
         draft.task = await self.ask(ctx, trace, "instruct",
                                     self.render("instruct.j2", **self._values(draft)),
-                                    self.task_schema(draft.sub), item.seed,
-                                    check=lambda task: self.check_task(replace(draft, task=task)))
+                                    self.task_schema(draft.sub), draft.item.seed,
+                                    check=lambda task: self.check_task(replace(draft, task=task)),
+                                    history=self.demonstration(draft.sub))
         trace.steps.append({"step": "instruct", "task": draft.task.model_dump(mode="json")})
-        return await self.finish(ctx, trace, draft)
 
     async def finish(self, ctx: FlowContext, trace: Trace, draft: Draft) -> Candidate:
         """A written task that passed its cheap checks: refine, round trip, respond, validate."""

@@ -1,7 +1,7 @@
-"""The RAG instruct step with and without the skill's demonstrations, on the real teacher.
+"""The instruct step with and without the skill's demonstrations, on the real teacher.
 
-    python bench/instruct_yield.py [--items 80] [--seed 1] [--input ../shared/corpus]
-                                   [--teacher-model GGUF] [--index DIR]
+    python bench/instruct_yield.py [--skill rag] [--items 80] [--seed 1]
+                                   [--input ../shared/corpus] [--teacher-model GGUF] [--index DIR]
 
 Plans --items RAG work items as the engine does (same seed → same chunks, types and anchors) and
 runs each item's instruct step with the engine's own code (`Skill.instruct`: the written
@@ -9,7 +9,9 @@ question, its cheap checks and retrieval round trip, asked again up to `reply_re
 twice: once as skill.toml has it, once with its `demonstrations` removed. Both sides run
 interleaved on one managed llama-server (the engine's default teacher and sampler, 4 slots), so
 load and cache affect them alike. Every item uses its seed passage as it is (no transformation
-call: the instruct step is what differs). Prints per side the questions that passed, completion
+call: the instruct step is what differs). --skill names a skill built on TaskSkill (e.g.
+reading_comprehension) to run its `write_task` instead, the task and its cheap checks. Prints per
+side the questions that passed, completion
 tokens and tokens per passing question, the reasons questions were asked again; then on / off.
 The whole flow (answers, waste, accepted per minute): bench/before_after.py.
 
@@ -40,19 +42,24 @@ from agents.flow import FlowContext, FlowSettings, Trace  # noqa: E402
 from agents.items import Rejected  # noqa: E402
 from agents.rag.anchors import pick_anchor  # noqa: E402
 from agents.registry import load_skill  # noqa: E402
+from agents.task import Draft, TaskSkill  # noqa: E402
 from models import TeacherSettings, open_teacher  # noqa: E402
 from retrieval import CorpusIndex, Embedder  # noqa: E402
 
 
 async def instruct(skill, ctx: FlowContext, item) -> tuple[bool, Trace]:
-    """One item's instruct step as Skill.generate runs it, on the seed passage itself."""
+    """One item's instruct step as the skill's generate runs it, on the seed passage itself."""
     sub = skill.spec.subcategory(item.subcategory)
     seed = ctx.index.get(item.seed_chunk_id)
-    sources = [seed, *await skill.partners(ctx, seed, sub.passages - 1)]
-    passages = [c.text for c in sources]
-    anchor = pick_anchor(passages[0], ctx.index, item.seed, within=seed.text)
     trace = Trace()
     try:
+        if isinstance(skill, TaskSkill):
+            await skill.write_task(ctx, trace, Draft(item=item, sub=sub, chunk=seed,
+                                                     passage=seed.text))
+            return True, trace
+        sources = [seed, *await skill.partners(ctx, seed, sub.passages - 1)]
+        passages = [c.text for c in sources]
+        anchor = pick_anchor(passages[0], ctx.index, item.seed, within=seed.text)
         await skill.instruct(ctx, trace, sub, passages, item.seed, anchor, source=seed)
         return True, trace
     except Rejected as exc:
@@ -62,6 +69,7 @@ async def instruct(skill, ctx: FlowContext, item) -> tuple[bool, Trace]:
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--skill", default="rag")
     ap.add_argument("--items", type=int, default=80)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--input", type=Path, default=ROOT.parent / "shared" / "corpus")
@@ -72,10 +80,10 @@ async def main() -> None:
                     "many attempts per question; print the yield of each attempt")
     args = ap.parse_args()
 
-    on = load_skill("rag")
+    on = load_skill(args.skill)
     if on.spec.demonstrations is None:
-        raise SystemExit("the rag skill has no demonstrations to compare")
-    off = load_skill("rag")
+        raise SystemExit(f"the {args.skill} skill has no demonstrations to compare")
+    off = load_skill(args.skill)
     off.spec = off.spec.model_copy(update={"demonstrations": None})
     with tempfile.TemporaryDirectory() as tmp:
         index = await asyncio.to_thread(CorpusIndex.build_or_load, args.input,
@@ -102,7 +110,8 @@ async def main() -> None:
             elapsed = time.perf_counter() - started
 
     print(f"machine: {os.cpu_count()} cores {platform.machine()}, Python "
-          f"{platform.python_version()}, load {os.getloadavg()[0]:.1f}; {len(items)} RAG items, "
+          f"{platform.python_version()}, load {os.getloadavg()[0]:.1f}; {len(items)} {args.skill} "
+          f"items, "
           f"seed {args.seed}, {elapsed:.0f} s for both sides")
     if args.attempts:
         return print_attempts([(ok, t) for _, ok, t in done], args.attempts)

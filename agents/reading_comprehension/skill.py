@@ -145,8 +145,8 @@ def eligible_goals(goals: list[str], sub: Subcategory) -> list[str]:
 class ReadingComprehensionSkill(TaskSkill):
     task_model = RcQuestion
 
-    def __init__(self, folder) -> None:
-        super().__init__(folder)
+    def check_types(self) -> None:
+        folder = self.folder
         for sub in self.spec.taxonomy:  # fail at load time, naming the type, not mid-run
             if sub.expects not in get_args(Expects):
                 raise ValueError(f"{folder}/skill.toml: type {sub.name}: expects = "

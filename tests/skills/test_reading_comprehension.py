@@ -547,6 +547,71 @@ def test_every_type_yields_a_record_of_its_form(topic_index, sub):
         assert md["validator_scores"]["lexical_support"] >= t.params.get("min_support", 0.25)
 
 
+def test_every_type_shows_the_teacher_a_task_of_its_own_form_first(topic_index):
+    """The instruct call's conversation: the demonstration's prompt (its passage, this type's
+    instructions) and its task, then the item's own prompt; the record keeps only the item's
+    turns."""
+    demo = SPEC.demonstrations
+    assert set(demo.questions) == set(TYPES)
+    teacher = GoodTeacher()
+    seen = []
+    scripted = skill_teacher(teacher)
+    reply = scripted.reply
+
+    def recording(messages, schema):
+        if "question" in (schema or {}).get("properties", {}):
+            seen.append(messages)
+        return reply(messages, schema)
+
+    scripted.reply = recording
+    chunk = next(c for c in topic_index.chunks if c.doc_path.endswith("bees.txt"))
+    ctx = FlowContext(teacher=scripted, index=topic_index, settings=FlowSettings(refine_rounds=0))
+    for sub in ("title_choice", "fact_or_opinion", "literal_short_answer"):
+        seen.clear()
+        cand = asyncio.run(SKILL.run(ctx, WorkItem(
+            id=sub, skill=SPEC.name, subcategory=sub, transformation="identity",
+            seed_chunk_id=chunk.id, seed=1)))
+        (shown, written, asked), = seen
+        assert [m.role for m in seen[0]] == ["user", "assistant", "user"]
+        assert "Kestlecombe" in shown.content and f'type "{sub.replace("_", " ")}"' in \
+            shown.content
+        task = json.loads(written.content)
+        assert SKILL.task_schema(TYPES[sub]).model_validate(task).question == \
+            demo.questions[sub].question
+        assert BEES.split(".")[0] in asked.content and "Kestlecombe" not in asked.content
+        assert "Kestlecombe" not in json.dumps([m.content for m in cand.messages])
+
+
+def test_a_task_that_copies_the_demonstration_is_asked_again(topic_index):
+    copied = SPEC.demonstrations.questions["literal_short_answer"].question
+    teacher = GoodTeacher()
+    asked = []
+
+    def question(sub, passage):
+        asked.append(passage)
+        return {"question": copied} if len(asked) == 1 else GoodTeacher.question(teacher, sub,
+                                                                               passage)
+
+    teacher.question = question
+    cand, _ = run_item(topic_index, teacher, "literal_short_answer")
+    assert cand.usage.retried == {"instruct: instruction copies the demonstration": 1}
+    assert "Kestlecombe" not in cand.metadata["instruction"]
+
+
+def test_a_demonstration_that_fails_its_types_checks_fails_at_load(tmp_path):
+    blank = "was built in 1791 to make ___ for the town's fishing fleet."
+    with pytest.raises(ValueError, match=r"skill.toml: the demonstration for "
+                                         r"vocabulary_fill_in_the_blank: "):
+        ReadingComprehensionSkill(_broken_skill(tmp_path, blank, blank.replace("___", "rigging")))
+    with pytest.raises(ValueError, match=r"the demonstration for weaken: correct: "):
+        ReadingComprehensionSkill(_broken_skill(tmp_path / "2", "since 2020.\", \"The stone "
+                                                "shed is 340 metres long.\", \"Most of the "
+                                                "walk's volunteers are over seventy.\"], "
+                                                "correct = 2", "since 2020.\", \"The stone shed "
+                                                "is 340 metres long.\", \"Most of the walk's "
+                                                "volunteers are over seventy.\"], correct = 9"))
+
+
 @pytest.mark.parametrize("name", [t.name for t in SPEC.transformations if t.template])
 def test_every_transformation_agent_feeds_the_question(topic_index, name):
     teacher = GoodTeacher()
