@@ -179,11 +179,6 @@ class Skill:
         # copies them into its context: a third of a prompt's rendering time
         self._env.globals.clear()
         self._templates = {p.name for p in (folder / "prompts").glob("*.j2")}
-        demo = self.spec.demonstrations
-        for name, text in demo.transformations.items() if demo else ():
-            if problem := self.check_transformation(name, demo.passages[0], text):
-                raise ValueError(f"invalid skill definition {folder / 'skill.toml'}: the "
-                                 f"demonstration of the {name} transformation: {problem}")
 
     @property
     def name(self) -> str:
@@ -294,8 +289,7 @@ class Skill:
     async def shared_ask(self, ctx: FlowContext, trace: Trace, key: tuple, prompt: str,
                          output: type[T], seed: int,
                          salvage: Callable[[str], T | None] | None = None,
-                         retries: int | None = None,
-                         history: Sequence[ChatMessage] = ()) -> T:
+                         retries: int | None = None) -> T:
         """One constrained call shared by every item with the same key (a transformation of a
         chunk): the first item asks, the others wait for its answer, and `Skill.run` charges
         its tokens once, by outcome (see Shared)."""
@@ -303,25 +297,13 @@ class Skill:
         if shared is None:
             own = Trace()
             task = asyncio.ensure_future(self.ask(ctx, own, "transform", prompt, output, seed,
-                                                  salvage=salvage, retries=retries,
-                                                  history=history))
+                                                  salvage=salvage, retries=retries))
             # read its outcome even when every waiting item was cancelled: no "never retrieved"
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
             shared = ctx._transforms[key] = Shared(task, own.usage)
         shared.users += 1
         trace.shared.append(shared)
         return await asyncio.shield(shared.task)
-
-    def shown_transformation(self, name: str) -> tuple[ChatMessage, ...]:
-        """The turns that show the teacher this agent's output for the demonstration's passage
-        before it transforms the item's seed; none when the skill shows none."""
-        demo = self.spec.demonstrations
-        if demo is None or name not in demo.transformations:
-            return ()
-        template = self.spec.transformation(name).template
-        return (ChatMessage(role="user", content=self.render(template, passage=demo.passages[0])),
-                ChatMessage(role="assistant",
-                            content=json.dumps({"text": demo.transformations[name]})))
 
     def check_transformation(self, name: str, seed: str, text: str) -> str | None:
         """A skill's form check of one transformed passage (None: usable); a failed one ends
@@ -340,10 +322,7 @@ class Skill:
                 ctx, trace, (self.name, chunk.id, name),
                 self.render(transformation.template, passage=chunk.text), Transformed,
                 seed=int(chunk.id[:8], 16), salvage=salvage_transformed,
-                retries=0 if fallback else None, history=self.shown_transformation(name))
-            demo = self.spec.demonstrations
-            if demo and demo.copied(result.text, [chunk.text]):
-                raise Rejected("transform", f"{name}: {COPIED}", raw=result.text)
+                retries=0 if fallback else None)
             if problem := self.check_transformation(name, chunk.text, result.text):
                 raise Rejected("transform", problem, raw=result.text)
         except Rejected as exc:

@@ -73,9 +73,6 @@ class Demonstrations(BaseModel):
     # lacks copied the example instead of asking about its source
     telltales: list[str] = Field(min_length=1)
     questions: dict[str, Shown] = Field(min_length=1)
-    # a content-transformation agent's output for the first passage, shown before the agent
-    # transforms the item's seed (the skill's form check passes it when the skill loads)
-    transformations: dict[str, str] = Field(default_factory=dict)
 
     def copied(self, instruction: str, sources: list[str]) -> bool:
         """Whether the instruction uses a telltale that its own sources do not have."""
@@ -116,10 +113,6 @@ class SkillSpec(BaseModel):
             names = {s.name: s for s in self.taxonomy}
             if unknown := sorted(set(demo.questions) - set(names)):
                 raise ValueError(f"demonstrations for unknown subcategories: {unknown}")
-            agents = {t.name for t in self.transformations if t.template}
-            if unknown := sorted(set(demo.transformations) - agents):
-                raise ValueError(f"demonstrations for unknown transformations (or ones without "
-                                 f"a template): {unknown}")
             if short := sorted(n for n in demo.questions if names[n].passages > len(demo.passages)):
                 raise ValueError(f"demonstrations for {short} need more passages than the "
                                  f"{len(demo.passages)} given")

@@ -598,63 +598,11 @@ def test_a_task_that_copies_the_demonstration_is_asked_again(topic_index):
     assert "Kestlecombe" not in cand.metadata["instruction"]
 
 
-def test_a_transformation_agent_is_shown_its_output_for_the_demonstration_first(topic_index):
-    demo = SPEC.demonstrations
-    assert set(demo.transformations) == {t.name for t in SPEC.transformations
-                                         if t.template} - {"long_text"}
-    teacher = GoodTeacher()
-    seen = []
-    scripted = skill_teacher(teacher)
-    reply = scripted.reply
-
-    def recording(messages, schema):
-        if "text" in (schema or {}).get("properties", {}):
-            seen.append(messages)
-        return reply(messages, schema)
-
-    scripted.reply = recording
-    chunk = next(c for c in topic_index.chunks if c.doc_path.endswith("bees.txt"))
-    ctx = FlowContext(teacher=scripted, index=topic_index, settings=FlowSettings(refine_rounds=0))
-    cand = asyncio.run(SKILL.run(ctx, WorkItem(
-        id="x", skill=SPEC.name, subcategory="main_idea", transformation="debate_transcript",
-        seed_chunk_id=chunk.id, seed=1)))
-    (shown, written, asked), = seen
-    assert "Kestlecombe" in shown.content and "debate" in shown.content.lower()
-    assert json.loads(written.content) == {"text": demo.transformations["debate_transcript"]}
-    assert BEES.split(".")[0] in asked.content and "Kestlecombe" not in asked.content
-    assert teacher.texts[0] in cand.messages[1].content
-
-
-def test_a_transformation_that_copies_the_demonstration_ends_the_item(topic_index):
-    teacher = GoodTeacher()
-
-    def copying(prompt, schema):
-        reply = teacher(prompt, schema)
-        if "text" in schema.get("properties", {}):  # a debate that borrows the example's people
-            reply["text"] += "\nMaud Carrow: The Kestlecombe walk should keep its rope."
-        return reply
-
-    with pytest.raises(Rejected, match="debate_transcript: copies the demonstration"):
-        run_item(topic_index, copying, "main_idea", transformation="debate_transcript")
-
-
 def test_a_demonstration_that_fails_its_types_checks_fails_at_load(tmp_path):
     blank = "was built in 1791 to make ___ for the town's fishing fleet."
     with pytest.raises(ValueError, match=r"skill.toml: the demonstration for "
                                          r"vocabulary_fill_in_the_blank: "):
         ReadingComprehensionSkill(_broken_skill(tmp_path, blank, blank.replace("___", "rigging")))
-    import tomli_w
-    import tomllib
-
-    folder = _broken_skill(tmp_path / "3", "", "")
-    data = tomllib.loads((folder / "skill.toml").read_text())
-    data["demonstrations"]["transformations"]["debate_transcript"] = \
-        "Maud Carrow: The Kestlecombe Rope Walk, a stone shed 340 metres long, was built " \
-        "in 1791, closed in 1962 and reopened by volunteers in 1998 to make rope by hand."
-    (folder / "skill.toml").write_text(tomli_w.dumps(data))
-    with pytest.raises(ValueError, match=r"the demonstration of the debate_transcript "
-                                         r"transformation: .*two named speakers"):
-        ReadingComprehensionSkill(folder)
     with pytest.raises(ValueError, match=r"the demonstration for weaken: correct: "):
         ReadingComprehensionSkill(_broken_skill(tmp_path / "2", "since 2020.\", \"The stone "
                                                 "shed is 340 metres long.\", \"Most of the "
