@@ -443,10 +443,14 @@ class GoodTeacher:
             return {"question": q}
         if labels:
             return {"question": f'{labels[0]} or {labels[1]}: "{quote}"', "key": labels[0]}
+        # a type that `asks` for its marker word gets the one its demonstration uses
+        marker = re.search(sub.asks, SPEC.demonstrations.questions[sub.name].question,
+                           re.IGNORECASE).group(0) if sub.asks else None
+        about = f" ({marker.lower()})" if marker else ""
         if sub.params.get("quotes_passage"):
-            q = f'What does "{quote}" convey in the account of {w[0]}?'
+            q = f'What does "{quote}" convey in the account of {w[0]}{about}?'
         else:
-            q = f"What does the account say about {w[0]} and {w[2]}?"
+            q = f"What does the account say about {w[0]} and {w[2]}{about}?"
         if sub.expects == "choice":
             options = [" ".join(w[3 * i:3 * i + 3]) for i in range(4)]
             return {"question": q, "options": options, "correct": 1}
@@ -654,6 +658,12 @@ def test_a_bad_transformation_passes_the_seed_on_or_rejects_the_item(topic_index
     ("strengthen", {"question": "Which option most strengthens the case for honey bees?",
                     "options": ["queen", "queen", "drone", "worker"], "correct": 1},
      "instruct", "two options are the same"),
+    # seen accepted as these types: a question of another type (skill.toml `asks`)
+    ("event_ordering", {"question": "What is the purpose of the waggle dance of honey bees?"},
+     "instruct", "question is not a event ordering question"),
+    ("title_choice", {"question": "Which caste of the honey bee colony lays the eggs?",
+                      "options": ["queen", "drone", "worker", "forager"], "correct": 1},
+     "instruct", "question is not a title choice question"),
 ])
 def test_a_bad_question_is_rejected_before_the_answer(topic_index, sub, bad, stage, reason):
     teacher = GoodTeacher()
