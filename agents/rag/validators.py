@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -235,7 +236,7 @@ def check_form(answer: str, expects: str) -> str | None:
 SECTION_HEADING = re.compile(r"^\W*\d+(\.\d+)+\.\s|^\W*\d+(\.\d+){2,}\s")
 
 
-def check_not_heading(answer: str, documents: list[str] = ()) -> str | None:
+def check_not_heading(answer: str, documents: Sequence[str] = ()) -> str | None:
     """A small teacher answers with the section title of the passage ("6.7.2. Handling
     Problems After an Upgrade"), or with a whole title or heading line of a document ("The
     Printing Press | History Notes"): a line of three words or more that ends without a
