@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 import engine.run
+from agents.rag.validators import content_words
 from engine.cli import EXIT_FATAL, EXIT_USAGE, main
 from engine.config import RunConfig
 from engine.progress import Progress
@@ -72,9 +73,17 @@ QUESTIONS = [
 
 
 def teacher() -> ScriptedTeacher:
+    """Questions about the passage the prompt shows, in turn: a question about another topic
+    fails the cheap checks, and which item got which question used to depend on scheduling
+    (runs then ran out of --max-attempts now and then, the answer's relevance check added)."""
     ask = itertools.count()
-    return ScriptedTeacher(rag_replies(lambda prompt: QUESTIONS[next(ask) % len(QUESTIONS)]),
-                           slots=2)
+
+    def question_for(prompt: str) -> str:
+        words = {w for w in content_words(prompt) if len(w) > 4}
+        fits = [q for q in QUESTIONS if words & content_words(q)] or QUESTIONS
+        return fits[next(ask) % len(fits)]
+
+    return ScriptedTeacher(rag_replies(question_for), slots=2)
 
 
 @pytest.fixture
