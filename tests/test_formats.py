@@ -8,7 +8,7 @@ from models import ChatMessage
 from tests.fakes import rag_replies
 from tests.skill_harness import run_skill
 from tests.fakes import ScriptedTeacher
-from tests.test_pipeline import unique_questions
+from tests.test_pipeline import on_topic_questions
 
 
 def record(*turns):
@@ -37,7 +37,7 @@ def test_alpaca_refuses_multi_turn_records():
 
 def test_a_run_writes_the_chosen_layout_and_refuses_switching_it(corpus, tmp_path):
     out = tmp_path / "out"
-    teacher = ScriptedTeacher(rag_replies(unique_questions()))
+    teacher = ScriptedTeacher(rag_replies(on_topic_questions()))
     summary, data, _ = run_skill("rag", corpus, out, teacher, num=2, format="sharegpt")
     assert summary["complete"] and all("conversations" in r and "messages" not in r for r in data)
     from engine.run import RunError
@@ -45,5 +45,5 @@ def test_a_run_writes_the_chosen_layout_and_refuses_switching_it(corpus, tmp_pat
         run_skill("rag", corpus, out, teacher, num=3, format="alpaca")
     # resuming in the same layout continues the file
     summary, data, _ = run_skill("rag", corpus, out, ScriptedTeacher(
-        rag_replies(unique_questions())), num=3, format="sharegpt")
+        rag_replies(on_topic_questions())), num=3, format="sharegpt")
     assert summary["complete"] and len(data) == 3 and all("conversations" in r for r in data)
