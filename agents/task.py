@@ -104,7 +104,7 @@ class TaskSkill(Skill):
         demo = self.spec.demonstrations
         if demo and demo.copied(text, [draft.passage]):
             return f"instruction {COPIED}"
-        return draft.sub.off_type(text) or check_repetition(text)
+        return self.check_instruction(text, [draft.passage], draft.sub) or check_repetition(text)
 
     async def validate(self, ctx: FlowContext, draft: Draft) -> str | None:
         """The skill's validators on the finished answer; a reason rejects the item."""

@@ -10,9 +10,9 @@ twice: once as skill.toml has it, once with its `demonstrations` removed. Both s
 interleaved on one managed llama-server (the engine's default teacher and sampler, 4 slots), so
 load and cache affect them alike. Every item uses its seed passage as it is (no transformation
 call: the instruct step is what differs). --skill names a skill built on TaskSkill (e.g.
-reading_comprehension) to run its `write_task` instead, the task and its cheap checks. Prints per
-side the questions that passed, completion
-tokens and tokens per passing question, the reasons questions were asked again; then on / off.
+reading_comprehension) to run its `write_task` instead, the task and its cheap checks. Prints
+per side the questions that passed, completion tokens and tokens per passing question, the
+reasons questions were asked again; then on / off.
 The whole flow (answers, waste, accepted per minute): bench/before_after.py.
 
     python bench/instruct_yield.py --attempts 6 [--items 80] [--seed 1]

@@ -12,7 +12,6 @@ import asyncio
 import codecs
 import ctypes
 import errno
-import itertools
 import json
 import os
 import shutil
@@ -25,7 +24,6 @@ from pathlib import Path
 import pytest
 
 import engine.run
-from agents.rag.validators import content_words
 from engine.cli import EXIT_FATAL, EXIT_USAGE, main
 from engine.config import RunConfig
 from engine.progress import Progress
@@ -35,6 +33,7 @@ from retrieval.documents import load_documents
 from tests.conftest import write_corpus
 from tests.fakes import ScriptedTeacher, rag_replies
 from tests.skill_harness import opener
+from tests.test_pipeline import on_topic_questions
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_RUN = engine.run.run
@@ -61,29 +60,11 @@ def args(corpus: Path, out: Path, *extra) -> list:
     return ["--skill", "rag", "--input", corpus, "--out", out, "--quiet", *extra]
 
 
-QUESTIONS = [
-    "How tall is Mount Etna in Sicily?", "What caused the year without a summer in 1816?",
-    "How many workers live in a honey bee colony?", "Why do worker bees perform a waggle dance?",
-    "When did the Stockton and Darlington Railway open?", "Who built the engine Locomotion No. 1?",
-    "Which share of world coffee production is Arabica?",
-    "At what temperature are coffee beans roasted?",
-    "What kind of lava builds shield volcanoes like Mauna Loa?", "How long does a queen bee live?",
-    "What is the standard railway gauge in millimetres?", "Which country produces the most coffee?",
-]
-
-
 def teacher() -> ScriptedTeacher:
-    """Questions about the passage the prompt shows, in turn: a question about another topic
-    fails the cheap checks, and which item got which question used to depend on scheduling
-    (runs then ran out of --max-attempts now and then, the answer's relevance check added)."""
-    ask = itertools.count()
-
-    def question_for(prompt: str) -> str:
-        words = {w for w in content_words(prompt) if len(w) > 4}
-        fits = [q for q in QUESTIONS if words & content_words(q)] or QUESTIONS
-        return fits[next(ask) % len(fits)]
-
-    return ScriptedTeacher(rag_replies(question_for), slots=2)
+    # questions about the passage each prompt shows: any question in turn made a run's outcome
+    # depend on which item got which question, i.e. on scheduling (it ran out of --max-attempts
+    # now and then)
+    return ScriptedTeacher(rag_replies(on_topic_questions()), slots=2)
 
 
 @pytest.fixture

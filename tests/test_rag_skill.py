@@ -343,7 +343,8 @@ def test_a_title_line_of_its_document_is_not_an_answer():
     type?" → the page's title."""
     from retrieval.html_text import html_to_text
 
-    page = html_to_text((Path(__file__).parents[1] / "examples" / "docs" / "printing-press.html").read_text())
+    page = html_to_text((Path(__file__).parents[1] / "examples" / "docs" /
+                         "printing-press.html").read_text())
     assert v.check_not_heading("The Printing Press | History Notes.", [page]) \
         == "answer is a heading of its document"
     assert v.check_not_heading("The Printing Press | History Notes", []) is None
