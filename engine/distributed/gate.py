@@ -85,12 +85,29 @@ class GlobalGate:
         return self.gate.verdict(instruction, vec)[0]
 
     def commit(self, shard: int, instruction: str, vec: np.ndarray) -> None:
-        """The record is in the shard's data.jsonl: it joins the index."""
+        """The record is in the shard's data.jsonl: it joins the index. Once: a dead worker's
+        commit may land after `settle` has committed the same record for it."""
         self.pending.get(shard, {}).pop(instruction, None)
-        self.gate.commit(instruction, vec)
+        if not self.gate.exact.seen(instruction):
+            self.gate.commit(instruction, vec)
 
     def forget(self, shard: int) -> None:
         self.pending.pop(shard, None)
+
+    def held(self, shard: int) -> list[str]:
+        """The shard's admissions not yet committed."""
+        return list(self.pending.get(shard, {}))
+
+    def settle(self, shard: int, written: list[str]) -> int:
+        """After the shard's worker died: its admissions that did reach data.jsonl (killed
+        between the write and its commit, which is sent unawaited) join the index, the rest are
+        dropped. Returns how many were committed."""
+        held, committed = self.pending.pop(shard, {}), 0
+        for instruction in written:
+            if instruction in held and not self.gate.exact.seen(instruction):
+                self.gate.commit(instruction, held[instruction][1])
+                committed += 1
+        return committed
 
     def save(self) -> int:
         self.gate.save()

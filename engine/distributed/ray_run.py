@@ -315,7 +315,7 @@ async def _run_shards(pool: _Pool, todo: deque, workers: int, progress: Progress
                                    "nodes' memory, then re-run the same command") from exc
                 progress.say(f"worker {name} died running shard {plan.name} ({why}); "
                              "re-running that shard on a new worker")
-                await pool.gate.forget.remote(plan.shard)
+                await _settle(pool.gate, pool.cfg.out, plan)
                 todo.appendleft(plan)
                 actor, name = pool.spawn()
             if todo:
@@ -325,6 +325,21 @@ async def _run_shards(pool: _Pool, todo: deque, workers: int, progress: Progress
         live.accepted = await pool.gate.committed.remote() - resumed
         progress.update(live)
     return total, reruns
+
+
+async def _settle(gate, out, plan: ShardPlan) -> None:
+    """A dead worker's admissions: those in its part's data.jsonl join the job's index, so
+    no later record can near-duplicate them (and the saved index matches the parts)."""
+    held = set(await gate.held.remote(plan.shard))
+    written = []
+    if held:
+        data = part_dir(out, plan.shard) / "data.jsonl"
+        repair_tail(data)
+        written = [r["metadata"]["instruction"] for r in read_jsonl(data)
+                   if r["metadata"]["instruction"] in held]
+    if committed := await gate.settle.remote(plan.shard, written):
+        log.info("shard %s: %d record(s) its dead worker wrote joined the dedup index",
+                 plan.name, committed)
 
 
 async def run_ray(cfg: RunConfig, progress: Progress, teacher_opener=open_teacher) -> dict:
