@@ -12,7 +12,7 @@ from engine.pipeline import interleave, quotas
 from models import ChatMessage
 from tests.fakes import rag_replies
 from tests.skill_harness import run_skill, skill_teacher
-from tests.test_pipeline import unique_questions
+from tests.test_pipeline import on_topic_questions
 
 
 @pytest.mark.parametrize("num, weights, expected", [
@@ -62,7 +62,7 @@ def test_bad_skill_selections_are_usage_errors(argv, message, corpus, tmp_path, 
 
 
 def mixed_teacher():
-    rag = rag_replies(unique_questions())
+    rag = rag_replies(on_topic_questions())
 
     def reply(prompt, schema):
         props = schema.get("properties", {})

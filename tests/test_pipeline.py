@@ -60,18 +60,6 @@ def of_its_type(prompt: str, question: str) -> bool:
         RAG_TYPES.subcategory(named.group(1).replace(" ", "_")).off_type(question) is None
 
 
-def unique_questions():
-    """DISTINCT in turn, skipping those not of the prompt's type."""
-    counter = itertools.count()
-
-    def pick(prompt: str) -> str:
-        start = next(counter)
-        return next((q for k in range(len(DISTINCT))
-                     if of_its_type(prompt, q := DISTINCT[(start + k) % len(DISTINCT)])),
-                    DISTINCT[start % len(DISTINCT)])
-    return pick
-
-
 def on_topic_questions():
     """The next question of DISTINCT of the prompt's type that shares two subject words with its
     passage: one the RAG cheap checks pass, so an item's outcome depends only on what a test
@@ -96,7 +84,7 @@ def lines(path):
 
 
 def test_run_writes_exactly_num_records_in_the_messages_layout(corpus, tmp_path):
-    teacher = ScriptedTeacher(rag_replies(unique_questions()), slots=3)
+    teacher = ScriptedTeacher(rag_replies(on_topic_questions()), slots=3)
     out = tmp_path / "out"
     summary = asyncio.run(run(config(corpus, out), Progress(quiet=True), opener(teacher)))
     data = lines(out / "data.jsonl")
@@ -150,7 +138,7 @@ def test_near_duplicates_are_rejected(tmp_path):
 
 def test_resume_continues_without_loss_or_duplicates(corpus, tmp_path):
     out = tmp_path / "out"
-    ask = unique_questions()
+    ask = on_topic_questions()
     asyncio.run(run(config(corpus, out, num=3), Progress(quiet=True),
                     opener(ScriptedTeacher(rag_replies(ask)))))
     first = (out / "data.jsonl").read_text()
@@ -172,7 +160,7 @@ def test_resume_continues_without_loss_or_duplicates(corpus, tmp_path):
 
 def test_resume_rebuilds_a_missing_or_stale_dedup_index(corpus, tmp_path):
     out = tmp_path / "out"
-    ask = unique_questions()
+    ask = on_topic_questions()
     asyncio.run(run(config(corpus, out, num=2), Progress(quiet=True),
                     opener(ScriptedTeacher(rag_replies(ask)))))
     (out / "state" / "near_dup.faiss").write_bytes(b"garbage")
@@ -185,8 +173,8 @@ def test_resume_rebuilds_a_missing_or_stale_dedup_index(corpus, tmp_path):
 def test_a_finished_run_rerun_does_nothing(corpus, tmp_path):
     out = tmp_path / "out"
     asyncio.run(run(config(corpus, out, num=2), Progress(quiet=True),
-                    opener(ScriptedTeacher(rag_replies(unique_questions())))))
-    teacher = ScriptedTeacher(rag_replies(unique_questions()))
+                    opener(ScriptedTeacher(rag_replies(on_topic_questions())))))
+    teacher = ScriptedTeacher(rag_replies(on_topic_questions()))
     summary = asyncio.run(run(config(corpus, out, num=2), Progress(quiet=True), opener(teacher)))
     assert teacher.prompts == [] and summary["this_run"]["accepted"] == 0
     assert len(lines(out / "data.jsonl")) == 2
@@ -195,10 +183,10 @@ def test_a_finished_run_rerun_does_nothing(corpus, tmp_path):
 def test_changing_the_seed_on_an_existing_out_is_refused(corpus, tmp_path):
     out = tmp_path / "out"
     asyncio.run(run(config(corpus, out, num=1), Progress(quiet=True),
-                    opener(ScriptedTeacher(rag_replies(unique_questions())))))
+                    opener(ScriptedTeacher(rag_replies(on_topic_questions())))))
     with pytest.raises(RunError, match="seed 0 → 1"):
         asyncio.run(run(config(corpus, out, num=2, seed=1), Progress(quiet=True),
-                        opener(ScriptedTeacher(rag_replies(unique_questions())))))
+                        opener(ScriptedTeacher(rag_replies(on_topic_questions())))))
 
 
 @pytest.mark.parametrize("change, refused", [
@@ -231,7 +219,7 @@ def test_generation_defining_flags_are_guarded_harmless_ones_are_not(corpus, tmp
 
 
 def test_an_edit_that_breaks_the_question_is_dropped_and_recorded(corpus, tmp_path):
-    base = rag_replies(unique_questions())
+    base = rag_replies(on_topic_questions())
 
     def reply(messages, schema):
         if "\nRewrite the question" in messages[-1].content:
@@ -248,7 +236,7 @@ def test_an_edit_that_breaks_the_question_is_dropped_and_recorded(corpus, tmp_pa
 
 
 def test_a_wrong_citation_is_replaced_by_the_document_that_supports_the_answer(corpus, tmp_path):
-    base = rag_replies(unique_questions())
+    base = rag_replies(on_topic_questions())
 
     def reply(messages, schema):
         text = base(messages, schema)
@@ -315,7 +303,7 @@ def test_a_teacher_going_down_leaves_no_call_running_behind(corpus, tmp_path):
 
 
 def test_the_summary_reports_how_busy_the_teacher_slots_were(corpus, tmp_path):
-    teacher = ScriptedTeacher(rag_replies(unique_questions()), slots=3)
+    teacher = ScriptedTeacher(rag_replies(on_topic_questions()), slots=3)
     summary = asyncio.run(run(config(corpus, tmp_path / "out"), Progress(quiet=True),
                               opener(teacher)))
     occupancy = summary["this_run"]["teacher_occupancy"]
@@ -472,7 +460,7 @@ def test_a_transformation_cut_off_by_max_tokens_is_used_up_to_its_last_whole_lin
     items (no retry is paid for), and an unfinished last line never reaches a prompt."""
     from models import Completion
 
-    base = rag_replies(unique_questions())
+    base = rag_replies(on_topic_questions())
 
     class Truncating(ScriptedTeacher):
         async def chat(self, messages, *, schema=None, max_tokens=256, temperature=0.7,

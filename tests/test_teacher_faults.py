@@ -18,7 +18,7 @@ from aiohttp import web
 from models import ChatMessage
 from tests.conftest import write_corpus
 from tests.fakes import rag_replies
-from tests.test_pipeline import unique_questions
+from tests.test_pipeline import on_topic_questions
 
 pytestmark = pytest.mark.slow  # each run loads the real embedder in a fresh process
 
@@ -33,7 +33,7 @@ class FaultServer:
         self.fault = fault
         self.requests = 0
         self.faults: list[str] = []
-        self._good = rag_replies(unique_questions())
+        self._good = rag_replies(on_topic_questions())
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
