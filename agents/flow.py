@@ -336,23 +336,53 @@ class Skill:
 
     async def instruct(self, ctx: FlowContext, trace: Trace, sub: Subcategory,
                        passages: list[str], seed: int, anchor: str | None = None,
-                       source: Chunk | None = None) -> str:
-        """The seed instruction, asked again while it fails the skill's cheap checks (and, given
-        its `source` chunk, the retrieval round trip); with an `anchor` (a term of the passage)
-        it is asked about it."""
+                       source: Chunk | None = None) -> tuple[str, Subcategory]:
+        """The seed instruction and its type, asked again while it fails the skill's cheap
+        checks (and, given its `source` chunk, the retrieval round trip); with an `anchor` (a
+        term of the passage) it is asked about it.
+
+        When every attempt missed `sub`, the first question that missed only its type and is
+        plainly of another type (see `retyped`) is kept as that type instead of ending the
+        item."""
         prompt = self.render("instruct.j2", subcategory=sub, passages=passages, anchor=anchor)
         output = anchored_question(anchor) if anchor else Question
+        fallback: list[tuple[str, Subcategory]] = []
 
         async def check(reply: BaseModel) -> str | None:
-            return await self.instruction_problem(ctx, first_question(reply.question), passages,
-                                                  sub, source)
+            question = first_question(reply.question)
+            problem = await self.instruction_problem(ctx, question, passages, sub, source)
+            if problem and not fallback and problem == sub.off_type(question) and (
+                    other := self.retyped(question, sub)) and await self.instruction_problem(
+                    ctx, question, passages, other, source) is None:
+                fallback.append((question, other))
+            return problem
 
-        question = first_question((await self.ask(
-            ctx, trace, "instruct", prompt, output, seed, check=check,
-            history=self.demonstration(sub, anchored=anchor is not None))).question)
+        planned = sub
+        try:
+            question = first_question((await self.ask(
+                ctx, trace, "instruct", prompt, output, seed, check=check,
+                history=self.demonstration(sub, anchored=anchor is not None))).question)
+        except Rejected:
+            if not fallback:
+                raise
+            (question, sub), = fallback
         trace.steps.append({"step": "instruct", "question": question,
-                            **({"anchor": anchor} if anchor else {})})
-        return question
+                            **({"anchor": anchor} if anchor else {}),
+                            **({"retyped_from": planned.name} if sub is not planned else {})})
+        return question, sub
+
+    def retyped(self, instruction: str, sub: Subcategory) -> Subcategory | None:
+        """The type an instruction written for `sub` plainly is instead: the only other type
+        of the taxonomy whose `asks` marker it has ("How does X differ from Y?" has both the
+        comparison's and the explanation's: neither), with the same number of passages and
+        the same answerability (the item's sources and answer shape stay right). Its answer
+        is then asked and checked as that type's."""
+        marked = [other for other in self.spec.taxonomy if other.name != sub.name
+                  and other.asks and other.off_type(instruction) is None]
+        if len(marked) == 1 and marked[0].passages == sub.passages \
+                and marked[0].answerable == sub.answerable:
+            return marked[0]
+        return None
 
     def demonstration(self, sub: Subcategory, anchored: bool) -> tuple[ChatMessage, ...]:
         """The turns that show the teacher one good reply of this type (skill.toml's

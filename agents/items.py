@@ -79,6 +79,8 @@ class Candidate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     item: WorkItem
+    # the record's type, when it is not the planned one (agents.flow.Skill.retyped)
+    subcategory: str | None = None
     instruction: str
     messages: list[ChatMessage]
     metadata: dict[str, Any]

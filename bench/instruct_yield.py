@@ -19,7 +19,8 @@ The whole flow (answers, waste, accepted per minute): bench/before_after.py.
 
 runs each item's instruct step once (demonstrations on) with up to 6 attempts and prints for
 each attempt how many questions reached it and how many passed at it: the marginal yield of
-asking a question again.
+asking a question again; and how many items kept a question of another type after their last
+attempt missed the planned one (`retyped`).
 """
 
 from __future__ import annotations
@@ -125,8 +126,9 @@ async def main() -> None:
         for _, t in runs:
             why.update(t.usage.retried)
         result[name] = passed, tokens
-        print(f"{name:>4}: {passed}/{len(runs)} questions passed ({passed / len(runs):.0%}), "
-              f"{calls} calls, {tokens} completion tokens, "
+        retyped = sum(ok and is_retyped(t) for ok, t in runs)
+        print(f"{name:>4}: {passed}/{len(runs)} questions passed ({passed / len(runs):.0%}; "
+              f"{retyped} of them retyped), {calls} calls, {tokens} completion tokens, "
               f"{tokens / max(1, passed):.0f} per passing question")
         print("      asked again / ended: " + "; ".join(
             f"{k} ×{n}" for k, n in why.most_common(8)))
@@ -138,20 +140,29 @@ async def main() -> None:
 def print_attempts(runs: list[tuple[bool, Trace]], attempts: int) -> None:
     """Per attempt k: the questions that reached it and those that passed at it (each attempt
     is one call; a question that passed did so at its last)."""
-    reached, passed = Counter(), Counter()
+    reached, passed, retyped = Counter(), Counter(), 0
     for ok, trace in runs:
         calls = trace.usage.calls
         for k in range(1, calls + 1):
             reached[k] += 1
+        if ok and is_retyped(trace):  # passed after its last attempt, as another type
+            retyped += 1
+            continue
         passed[calls] += ok
     tokens = sum(t.usage.completion_tokens for _, t in runs)
     calls = sum(t.usage.calls for _, t in runs)
     print(f"{'attempt':>8} {'reached':>8} {'passed':>7} {'share':>6}")
     for k in range(1, attempts + 1):
         print(f"{k:>8} {reached[k]:>8} {passed[k]:>7} {passed[k] / max(1, reached[k]):>6.0%}")
-    print(f"{'all':>8} {len(runs):>8} {sum(passed.values()):>7} "
-          f"{sum(passed.values()) / max(1, len(runs)):>6.0%}; {calls} calls, {tokens} completion "
-          f"tokens ({tokens / max(1, calls):.0f} per call)")
+    print(f"{'retyped':>8} {'':>8} {retyped:>7}")
+    total = sum(passed.values()) + retyped
+    print(f"{'all':>8} {len(runs):>8} {total:>7} {total / max(1, len(runs)):>6.0%}; {calls} "
+          f"calls, {tokens} completion tokens ({tokens / max(1, calls):.0f} per call)")
+
+
+def is_retyped(trace: Trace) -> bool:
+    """The item's question was kept as another type than planned (Skill.retyped)."""
+    return any("retyped_from" in step for step in trace.steps)
 
 
 if __name__ == "__main__":

@@ -46,24 +46,26 @@ from models import TeacherSettings, open_teacher  # noqa: E402
 from retrieval import CorpusIndex, Embedder  # noqa: E402
 
 
-async def question(skill, ctx: FlowContext, item) -> tuple[str, list] | None:
+async def question(skill, ctx: FlowContext, item) -> tuple[str, str, list] | None:
     """The item's question as Skill.generate writes it from the seed passage itself (no
-    transformation, no refinement: the answer step is what differs), with its sources."""
+    transformation, no refinement: the answer step is what differs), with its type and
+    sources."""
     sub = skill.spec.subcategory(item.subcategory)
     seed = ctx.index.get(item.seed_chunk_id)
     sources = [seed, *await skill.partners(ctx, seed, sub.passages - 1)]
     passages = [c.text for c in sources]
     anchor = pick_anchor(passages[0], ctx.index, item.seed, within=seed.text)
     try:
-        return await skill.instruct(ctx, Trace(), sub, passages, item.seed, anchor,
-                                    source=seed), sources
+        asked, sub = await skill.instruct(ctx, Trace(), sub, passages, item.seed, anchor,
+                                          source=seed)
+        return asked, sub.name, sources
     except Rejected:
         return None
 
 
-async def answer(skill, ctx: FlowContext, item, asked: str, sources: list
+async def answer(skill, ctx: FlowContext, item, asked: str, type_: str, sources: list
                  ) -> tuple[bool, Trace, list[tuple[int, bool]]]:
-    sub = skill.spec.subcategory(item.subcategory)
+    sub = skill.spec.subcategory(type_)
     documents = await skill.retrieve(ctx, asked, sources, random.Random(item.seed))
     user_turn = skill.render("user_turn.j2", documents=documents, question=asked)
     trace, judged = Trace(), []

@@ -253,16 +253,23 @@ async def run_pipeline(
 async def _settle(result: Candidate | Rejection, sinks: Sinks, shares: Shares,
                   stats: RunStats) -> None:
     """One finished item: through the share check and the gates into its file."""
-    key = (result.item.skill, result.item.subcategory) \
+    planned = (result.item.skill, result.item.subcategory) \
         if isinstance(result, Candidate) else (result.skill, result.subcategory)
-    shares.in_flight[key] -= 1
-    if isinstance(result, Candidate) and (full := shares.full(key)):
-        # in flight when its share filled up: accounted for, not kept
-        result = rejection(result.item, "quota", full, usage=result.usage)
+    shares.in_flight[planned] -= 1
+    key = planned
+    if isinstance(result, Candidate):
+        key = (planned[0], result.subcategory or planned[1])  # a retyped question's own type
+        if full := shares.full(key):
+            # in flight when its share filled up: accounted for, not kept
+            result = rejection(result.item, "quota", full, usage=result.usage)
     accepted = stats.accepted
     await _sink(result, sinks, stats)
-    shares.settle(key, stats.accepted > accepted,
+    accepted = stats.accepted > accepted
+    # a retyped record is its planned type's failure (the teacher could not write that type)
+    shares.settle(planned, accepted and key == planned,
                   "" if isinstance(result, Candidate) else result.stage)
+    if accepted and key != planned:
+        shares.settle(key, True, "")
 
 
 def _first(group: BaseExceptionGroup) -> BaseException:
@@ -323,7 +330,8 @@ async def _accept(candidate: Candidate, sinks: Sinks, stats: RunStats) -> Reject
             stats.contaminated[hit.source] += 1
             return rejection(item, "decontaminate", f"overlaps an eval item in {hit.source}",
                              hit.how, candidate.instruction, candidate.usage)
-    record = Record(id=item.id, skill=item.skill, subcategory=item.subcategory,
+    record = Record(id=item.id, skill=item.skill,
+                    subcategory=candidate.subcategory or item.subcategory,
                     messages=candidate.messages,
                     metadata={"schema_version": RECORD_SCHEMA_VERSION, **candidate.metadata,
                               "nearest_accepted_cosine": round(similarity, 4),

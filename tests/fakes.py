@@ -69,3 +69,14 @@ def rag_replies(question_for: Callable[[str], str] | None = None):
         return json.dumps({"question": question})
 
     return reply
+
+
+def answers_yes(base):
+    """A scripted teacher's replies whose answers start with "Yes," (a yes/no answer's form)."""
+    def reply(messages: list[ChatMessage], schema: dict | None) -> str:
+        text = base(messages, schema)
+        if "answerable" in (schema or {}).get("properties", {}):
+            value = json.loads(text)
+            return json.dumps({**value, "answer": "Yes, " + value["answer"]})
+        return text
+    return reply

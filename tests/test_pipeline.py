@@ -5,6 +5,7 @@ import asyncio
 import itertools
 import json
 import re
+from collections import Counter
 from contextlib import asynccontextmanager
 
 import pytest
@@ -15,7 +16,7 @@ from engine.config import RunConfig
 from engine.progress import Progress
 from engine.run import RunError, run
 from tests.conftest import TOPICS, write_corpus
-from tests.fakes import ScriptedTeacher, rag_replies
+from tests.fakes import ScriptedTeacher, answers_yes, rag_replies
 
 
 def opener(teacher):
@@ -103,6 +104,56 @@ def test_run_writes_exactly_num_records_in_the_messages_layout(corpus, tmp_path)
         assert rej["stage"] and rej["reason"]
     assert teacher.max_in_flight == 3  # every slot was kept busy
     assert (out / "summary.json").exists() and (out / "index" / "manifest.json").exists()
+
+
+# per topic, yes/no questions that carry no other type's marker (no digit, "how", "cause", ...)
+YES_NO_INSTEAD = {
+    "volcano": {"numeric": "Is Mount Etna in Sicily one of the most active volcanoes?",
+                "list": "Are shield volcanoes like Mauna Loa built from basalt lava flows?",
+                "explanation": "Did crops fail across Europe after Mount Tambora erupted?",
+                "summary": "Is Mount Fuji a stratovolcano built from layers of lava and ash?"},
+    "bees": {"numeric": "Does each honey bee colony have only one queen?",
+             "list": "Do worker bees perform a waggle dance to guide foragers to flowers?",
+             "explanation": "Can a queen bee live longer than a worker bee?",
+             "summary": "Are drones the male bees of a honey bee colony?"},
+    "railway": {"numeric": "Was the Stockton and Darlington Railway a public railway?",
+                "list": "Did George Stephenson build the Locomotion engine?",
+                "explanation": "Did the Liverpool and Manchester Railway run only steam trains?",
+                "summary": "Is the gauge chosen by Stephenson still used by most railways?"},
+    "coffee": {"numeric": "Is Arabica the larger share of world coffee production?",
+               "list": "Does Robusta coffee have more caffeine than Arabica?",
+               "explanation": "Do coffee plants grow best at high altitudes in the tropics?",
+               "summary": "Is Brazil the largest producer of coffee?"},
+}
+
+
+def test_a_question_of_another_type_is_kept_and_counted_as_that_type(corpus, tmp_path):
+    """The teacher writes yes/no questions for numeric, list, explanation and summary items:
+    those items are kept as yes/no records (not lost), and data.jsonl and the summary's per-type
+    counts agree on what each record is."""
+    on_topic = on_topic_questions()
+
+    def question_for(prompt: str) -> str:
+        planned = re.search(r"\nWrite ONE ([a-z ]+?) question", prompt)
+        topic = next((t for t in YES_NO_INSTEAD if t in prompt.lower()), None)
+        if planned and topic and planned.group(1) in YES_NO_INSTEAD[topic]:
+            return YES_NO_INSTEAD[topic][planned.group(1)]
+        return on_topic(prompt)
+
+    out = tmp_path / "out"
+    summary = asyncio.run(run(config(corpus, out, num=40, max_attempts=16), Progress(quiet=True),
+                              opener(ScriptedTeacher(answers_yes(rag_replies(question_for))))))
+    data = lines(out / "data.jsonl")
+    retyped = [r for r in data if "planned_type" in r["metadata"]]
+    assert retyped
+    for r in retyped:
+        assert r["subcategory"] == "yes_no" == r["metadata"]["instruction_type"]
+        assert r["metadata"]["planned_type"] in {"numeric", "list", "explanation", "summary"}
+        assert r["metadata"]["instruction"] in {q for t in YES_NO_INSTEAD.values()
+                                                for q in t.values()}
+    counts = Counter(r["subcategory"] for r in data)
+    assert summary["skills"]["rag"]["by_subcategory"] == {
+        s.name: counts[s.name] for s in RAG_TYPES.taxonomy}
 
 
 def test_exact_duplicates_are_rejected_with_a_reason(corpus, tmp_path):

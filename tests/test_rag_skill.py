@@ -15,7 +15,7 @@ from agents.rag import validators as v
 from agents.registry import UnknownSkill, load_skill, skill_names
 from agents.spec import Subcategory
 from retrieval import Chunk
-from tests.fakes import ScriptedTeacher, rag_replies
+from tests.fakes import ScriptedTeacher, answers_yes, rag_replies
 
 
 def chunk(i: int, doc: str = "a.md") -> Chunk:
@@ -201,16 +201,12 @@ def test_an_off_type_question_is_asked_again_and_an_off_type_edit_dropped(topic_
         return ("What does a honey bee colony have?" if len(asked) == 1
                 else "Does a honey bee colony have a single queen?")
 
-    base = rag_replies(question_for)
+    base = answers_yes(rag_replies(question_for))
 
     def reply(messages, schema):
         if "\nRewrite the question" in messages[-1].content:
             return json.dumps({"question": "What does a honey bee colony have as its queen?"})
-        text = base(messages, schema)
-        if "answerable" in (schema or {}).get("properties", {}):  # words of document [1]
-            value = json.loads(text)
-            return json.dumps({**value, "answer": "Yes, " + value["answer"]})
-        return text
+        return base(messages, schema)
 
     candidate = run_on_bees(topic_index, ScriptedTeacher(reply), "yes_no", refine_rounds=1)
     assert candidate.instruction == "Does a honey bee colony have a single queen?"
@@ -218,6 +214,47 @@ def test_an_off_type_question_is_asked_again_and_an_off_type_edit_dropped(topic_
     refine = candidate.metadata["refinement"][0]
     assert refine["kept"] is False
     assert refine["dropped_because"] == "question is not a yes no question"
+
+
+def test_a_question_that_misses_its_type_every_time_is_kept_as_the_type_it_is(topic_index):
+    """Planned as a summary, the teacher writes a yes/no question three times: the item is not
+    lost, its record is a yes/no one, answered and checked as such, and says what was planned."""
+    teacher = ScriptedTeacher(answers_yes(rag_replies(
+        lambda prompt: "Does a honey bee colony have a single queen?")))
+    candidate = run_on_bees(topic_index, teacher, "summary", refine_rounds=0)
+    assert candidate.subcategory == "yes_no" == candidate.metadata["instruction_type"]
+    assert candidate.metadata["planned_type"] == "summary"
+    assert candidate.instruction == "Does a honey bee colony have a single queen?"
+    # the planned type was asked for all three times first
+    assert candidate.usage.retried == {"instruct: question is not a summary question": 2}
+    assert candidate.messages[-1].content.startswith("Yes, ")
+
+
+def test_a_question_of_no_other_type_still_ends_the_item(topic_index):
+    """A what-question is no list question and has no other type's marker: the item ends as
+    before (retyping needs positive evidence of the other type)."""
+    teacher = ScriptedTeacher(rag_replies(lambda prompt: "What does a honey bee colony have?"))
+    with pytest.raises(Rejected, match="question is not a list question"):
+        run_on_bees(topic_index, teacher, "list", refine_rounds=0)
+
+
+def test_retyping_keeps_the_items_passages_and_answerability():
+    skill = load_skill("rag")
+    spec = skill.spec
+    # of two types (comparison and explanation): it is neither for sure
+    assert skill.retyped("How does a worker bee differ from a queen bee?",
+                         spec.subcategory("summary")) is None
+    assert skill.retyped("Why do worker bees perform a waggle dance?",
+                         spec.subcategory("summary")).name == "explanation"
+    # a comparison needs two passages: a one-passage summary item cannot become one
+    assert skill.retyped("Compare the worker bee with the queen bee.",
+                         spec.subcategory("summary")) is None
+    assert skill.retyped("Is the queen the only bee that lays eggs?",
+                         spec.subcategory("summary")).name == "yes_no"
+    assert skill.retyped("Is the queen the only bee that lays eggs?",
+                         spec.subcategory("yes_no")) is None
+    unanswerable = spec.subcategory("unanswerable")
+    assert skill.retyped("Is the queen the only bee that lays eggs?", unanswerable) is None
 
 
 def test_plan_is_deterministic_unique_and_spread_over_the_taxonomy():

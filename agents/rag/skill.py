@@ -88,8 +88,8 @@ class RagSkill(Skill):
         passages = [await self.transform(ctx, trace, c, item.transformation) for c in sources]
 
         anchor = pick_anchor(passages[0], ctx.index, item.seed, within=seed_chunk.text)
-        question = await self.instruct(ctx, trace, sub, passages, item.seed, anchor,
-                                       source=seed_chunk)
+        question, sub = await self.instruct(ctx, trace, sub, passages, item.seed, anchor,
+                                            source=seed_chunk)
         # the round trip ran on the written question and on every edit kept: no need again
         question = await self.refine(ctx, trace, sub, passages, question, item.seed,
                                      source=seed_chunk, anchored=anchor is not None)
@@ -120,6 +120,8 @@ class RagSkill(Skill):
             # the teacher failed it: the passage went on as it is (skill.toml transform_fallback)
             "transformation_fell_back": trace.fell_back,
             "instruction_type": sub.name,
+            # every question the teacher wrote for the planned type was of another type
+            **({"planned_type": item.subcategory} if sub.name != item.subcategory else {}),
             "anchor": anchor,
             "answerable": sub.answerable,
             "citations": citations,
@@ -129,8 +131,8 @@ class RagSkill(Skill):
             "teacher_model": ctx.teacher.model_name,
             "validator_scores": verdict.scores,
         }
-        return Candidate(item=item, instruction=question, messages=messages, metadata=metadata,
-                         usage=trace.usage)
+        return Candidate(item=item, subcategory=sub.name, instruction=question,
+                         messages=messages, metadata=metadata, usage=trace.usage)
 
 
     async def answer(self, ctx: FlowContext, trace: Trace, sub: Subcategory, question: str,
