@@ -113,7 +113,7 @@ async def main() -> None:
     print(f"machine: {os.cpu_count()} cores {platform.machine()}, Python "
           f"{platform.python_version()}, load {os.getloadavg()[0]:.1f}; {len(items)} {args.skill} "
           f"items, "
-          f"seed {args.seed}, {elapsed:.0f} s for both sides")
+          f"seed {args.seed}, {elapsed:.0f} s" + (" for both sides" if len(sides) > 1 else ""))
     if args.attempts:
         return print_attempts([(ok, t) for _, ok, t in done], args.attempts)
     result = {}
