@@ -685,6 +685,26 @@ def test_every_demonstrated_answer_passes_the_validators_of_its_type(topic_index
         assert verdict.problem is None, (name, verdict.problem)
 
 
+def test_a_refusal_cut_off_at_its_own_length_limit_is_not_kept(topic_index):
+    """README command 1 kept this "refusal" (300 characters, the refusal schema's limit, cut
+    mid-sentence; "data ... not" passed the refusal wording): the cut-off check measured it
+    against the 600 characters of an answer."""
+    skill = load_skill("rag")
+    ctx = FlowContext(teacher=None, index=topic_index, settings=FlowSettings())
+    documents = [bees_chunk(topic_index)]
+    cut = ("The heap is a data structure used to manage large collections of values, but it is "
+           "not a collection of tasks that can be executed directly. It is a data structure used "
+           "to store data in a way that allows tasks to be executed in a single pass. It is a "
+           "collection of tasks that are ordered in a way that")
+    assert len(cut) == rag.REFUSAL_CHARS
+    sub = skill.spec.subcategory("unanswerable")
+    judge = lambda answer: asyncio.run(skill.judge(ctx, sub, "What is a heap?", rag.answer_schema(
+        1, answerable=False).model_validate({"answerable": False, "answer": answer,
+                                             "citations": []}), documents)).problem
+    assert judge(cut) == "answer cut off at its length limit"
+    assert judge("The documents do not say what a heap is.") is None
+
+
 def test_an_answer_that_copies_the_demonstration_is_asked_again(topic_index):
     copied = load_skill("rag").spec.demonstrations.questions["single_fact"].answer
     base = rag_replies(lambda p: "How many workers live in a honey bee colony?")

@@ -21,6 +21,7 @@ from retrieval import Chunk
 
 
 ANSWER_CHARS = 600  # the answer's length limit in its schema
+REFUSAL_CHARS = 300  # an unanswerable type's, whose reply says the documents lack it
 
 
 @functools.lru_cache(maxsize=64)
@@ -36,7 +37,7 @@ def answer_schema(n_documents: int, answerable: bool) -> type[BaseModel]:
                        Field(min_length=1, max_length=min(3, n_documents))))
     return create_model(
         "Refusal", answerable=(Literal[False], ...),
-        answer=(str, Field(min_length=10, max_length=300)),
+        answer=(str, Field(min_length=10, max_length=REFUSAL_CHARS)),
         citations=(list[int], Field(max_length=0)))
 
 
@@ -200,7 +201,8 @@ class RagSkill(Skill):
                            or v.check_echo(verdict.answer)
                            or v.check_repetition(verdict.answer)
                            or v.check_repeated_sentence(verdict.answer)
-                           or v.check_complete(verdict.answer, ANSWER_CHARS)
+                           or v.check_complete(verdict.answer, ANSWER_CHARS
+                                               if sub.answerable else REFUSAL_CHARS)
                            or v.check_specifics(verdict.answer,
                                                 [question, *(d.text for d in documents)],
                                                 sub.expects))
