@@ -334,7 +334,7 @@ def _remember(reply, prompt, schema):
 def test_flow_builds_k_shot_prompts_and_rejects_with_precise_reasons(corpus, tmp_path):
     summary, data, rejected = run_skill("few_shot_reasoning", corpus, tmp_path / "out",
                                         fs_teacher(), num=5, max_attempts=60,
-                                        flow={"refine_rounds": 1})
+                                        max_type_share=1.0, flow={"refine_rounds": 1})
     assert summary["complete"] and len(data) == 5
     skill = load_skill("few_shot_reasoning")
     by_type = {r["metadata"]["instruction_type"]: r for r in data}
