@@ -79,7 +79,7 @@ class Candidate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     item: WorkItem
-    # the record's type, when it is not the planned one (agents.flow.Skill.retyped)
+    # the record's type; None: the planned one (it differs after agents.flow.Skill.retyped)
     subcategory: str | None = None
     instruction: str
     messages: list[ChatMessage]

@@ -262,9 +262,9 @@ async def _settle(result: Candidate | Rejection, sinks: Sinks, shares: Shares,
         if full := shares.full(key):
             # in flight when its share filled up: accounted for, not kept
             result = rejection(result.item, "quota", full, usage=result.usage)
-    accepted = stats.accepted
+    before = stats.accepted
     await _sink(result, sinks, stats)
-    accepted = stats.accepted > accepted
+    accepted = stats.accepted > before
     # a retyped record is its planned type's failure (the teacher could not write that type)
     shares.settle(planned, accepted and key == planned,
                   "" if isinstance(result, Candidate) else result.stage)

@@ -53,12 +53,17 @@ DISTINCT = [
 RAG_TYPES = load_skill("rag").spec
 
 
-def of_its_type(prompt: str, question: str) -> bool:
-    """Whether a question is of the type the instruct prompt asks for ("Write ONE yes no
-    question ..."): RAG asks again for one that is not."""
+def asked_type(prompt: str) -> str | None:
+    """The type an instruct prompt asks for ("Write ONE yes no question ..." → yes_no)."""
     named = re.search(r"\nWrite ONE ([a-z ]+?) question", prompt)
-    return named is None or \
-        RAG_TYPES.subcategory(named.group(1).replace(" ", "_")).off_type(question) is None
+    return named and named.group(1).replace(" ", "_")
+
+
+def of_its_type(prompt: str, question: str) -> bool:
+    """Whether a question is of the type the instruct prompt asks for: RAG asks again for one
+    that is not."""
+    named = asked_type(prompt)
+    return named is None or RAG_TYPES.subcategory(named).off_type(question) is None
 
 
 def on_topic_questions():
@@ -134,10 +139,10 @@ def test_a_question_of_another_type_is_kept_and_counted_as_that_type(corpus, tmp
     on_topic = on_topic_questions()
 
     def question_for(prompt: str) -> str:
-        planned = re.search(r"\nWrite ONE ([a-z ]+?) question", prompt)
+        planned = asked_type(prompt)
         topic = next((t for t in YES_NO_INSTEAD if t in prompt.lower()), None)
-        if planned and topic and planned.group(1) in YES_NO_INSTEAD[topic]:
-            return YES_NO_INSTEAD[topic][planned.group(1)]
+        if topic and planned in YES_NO_INSTEAD[topic]:
+            return YES_NO_INSTEAD[topic][planned]
         return on_topic(prompt)
 
     out = tmp_path / "out"

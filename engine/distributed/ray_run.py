@@ -315,7 +315,7 @@ async def _run_shards(pool: _Pool, todo: deque, workers: int, progress: Progress
                                    "nodes' memory, then re-run the same command") from exc
                 progress.say(f"worker {name} died running shard {plan.name} ({why}); "
                              "re-running that shard on a new worker")
-                await _settle(pool.gate, pool.cfg.out, plan)
+                await _settle_dead_shard(pool.gate, pool.cfg.out, plan)
                 todo.appendleft(plan)
                 actor, name = pool.spawn()
             if todo:
@@ -327,7 +327,7 @@ async def _run_shards(pool: _Pool, todo: deque, workers: int, progress: Progress
     return total, reruns
 
 
-async def _settle(gate, out, plan: ShardPlan) -> None:
+async def _settle_dead_shard(gate, out, plan: ShardPlan) -> None:
     """A dead worker's admissions: those in its part's data.jsonl join the job's index, so
     no later record can near-duplicate them (and the saved index matches the parts)."""
     held = set(await gate.held.remote(plan.shard))
