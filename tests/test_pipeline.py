@@ -149,7 +149,9 @@ def test_a_question_of_another_type_is_kept_and_counted_as_that_type(corpus, tmp
     summary = asyncio.run(run(config(corpus, out, num=40, max_attempts=16), Progress(quiet=True),
                               opener(ScriptedTeacher(answers_yes(rag_replies(question_for))))))
     data = lines(out / "data.jsonl")
-    retyped = [r for r in data if "planned_type" in r["metadata"]]
+    assert all("planned_type" in r["metadata"] for r in data)  # one schema for every record
+    retyped = [r for r in data
+               if r["metadata"]["planned_type"] != r["metadata"]["instruction_type"]]
     assert retyped
     for r in retyped:
         assert r["subcategory"] == "yes_no" == r["metadata"]["instruction_type"]

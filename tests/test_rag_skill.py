@@ -610,6 +610,8 @@ def test_a_failed_transformation_is_asked_once_and_the_passage_goes_on(topic_ind
     assert sum("Passage:\n" in p for p in prompts) == 1
     assert candidate.metadata["transformation"] == "key_facts"
     assert candidate.metadata["transformation_fell_back"] is True
+    assert candidate.metadata["planned_type"] == candidate.metadata["instruction_type"] \
+        == item.subcategory  # not retyped: the same, and present all the same
     chunk = topic_index.get(item.seed_chunk_id)
     instruct = next(p for p in prompts if "\nWrite ONE" in p)
     assert chunk.text in instruct  # the passage itself, not a transformation of it

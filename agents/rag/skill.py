@@ -121,8 +121,9 @@ class RagSkill(Skill):
             # the teacher failed it: the passage went on as it is (skill.toml transform_fallback)
             "transformation_fell_back": trace.fell_back,
             "instruction_type": sub.name,
-            # every question the teacher wrote for the planned type was of another type
-            **({"planned_type": item.subcategory} if sub.name != item.subcategory else {}),
+            # differs from instruction_type when every question the teacher wrote for the planned
+            # type was of another type; always present so every record has the same columns
+            "planned_type": item.subcategory,
             "anchor": anchor,
             "answerable": sub.answerable,
             "citations": citations,
