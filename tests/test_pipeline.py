@@ -498,7 +498,7 @@ def test_a_known_duplicate_is_rejected_before_its_answer_is_paid_for(tmp_path):
     corpus = write_corpus(tmp_path / "corpus", {"volcanoes.md": TOPICS["volcanoes.md"]})
     # contrived so that every type's form check (skill.toml `asks`) accepts it
     question = ("Is Mount Tambora, unlike Etna, the volcano whose 1815 eruption in Indonesia "
-                "books list and summarize, and how?")
+                "you list and summarize, and how?")
     teacher = ScriptedTeacher(rag_replies(lambda p: question), slots=1)
     out = tmp_path / "out"
     asyncio.run(run(config(corpus, out, num=3, max_attempts=10, max_type_share=0),

@@ -158,6 +158,11 @@ def test_answer_schema_constrains_citations_to_the_documents_given():
      "Who built the engine of the Stockton and Darlington Railway?"),
     ("list", "List the kinds of bees in a honey bee colony.",
      "What is the purpose of a directory in Linux and UNIX systems?"),
+    # "list" and "name" count as verbs only (a summary item's question was once kept as a list)
+    ("list", "Name the railways George Stephenson built engines for.",
+     "What is the name of the engine George Stephenson built?"),
+    ("list", "Can you list the kinds of bees in a honey bee colony?",
+     "What is the entry in the entry list of the entry_list?"),
     ("comparison", "How do shield volcanoes differ from stratovolcanoes?",
      "What is the purpose of the process of creating an ISO image?"),
     ("explanation", "Why do worker bees perform a waggle dance?",
