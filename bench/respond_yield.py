@@ -16,8 +16,11 @@ The whole flow (accepted records per minute, waste): bench/before_after.py.
     python bench/respond_yield.py --attempts 4 [--items 80] [--seed 1]
 
 answers each question once, with up to 4 attempts (`answer_retries` 3), and prints for each
-attempt how many answers reached it, how many it got accepted, and its completion tokens: the
-marginal yield of asking again, to set against a new item's tokens per accepted record.
+attempt how many answers reached it, how many it got accepted, its completion tokens and its
+evaluated prompt tokens (what the prompt cache did not serve): the marginal yield of asking
+again, to set against a new item's tokens per accepted record. Then, per reason an attempt was
+rejected for, how many of the answers rejected for it were accepted at a later attempt: a reason
+after which asking again never pays would end its item at once.
 """
 
 from __future__ import annotations
@@ -159,10 +162,10 @@ async def main() -> None:
           f"prompt tokens per accepted answer {per(e_on, p_on) / max(1e-9, per(e_off, p_off)):.2f}x")
 
 
-# the current item's trace, and each judged attempt of its answer: (respond tokens so far,
-# accepted)
-JUDGED: contextvars.ContextVar[tuple[Trace, list[tuple[int, bool]]]] = \
-    contextvars.ContextVar("judged")
+# the current item's trace, and each judged attempt of its answer: (respond completion tokens
+# so far, respond evaluated prompt tokens so far, the validator's problem or None)
+Judged = tuple[int, int, "str | None"]
+JUDGED: contextvars.ContextVar[tuple[Trace, list[Judged]]] = contextvars.ContextVar("judged")
 
 
 def record_attempts(skill) -> None:
@@ -173,30 +176,41 @@ def record_attempts(skill) -> None:
     async def judged(ctx, sub, question, reply, documents):
         verdict = await judge(ctx, sub, question, reply, documents)
         trace, attempts = JUDGED.get()
-        attempts.append((trace.usage.by_stage.get("respond", 0), verdict.problem is None))
+        attempts.append((trace.usage.by_stage.get("respond", 0),
+                         trace.usage.evaluated_by_stage.get("respond", 0), verdict.problem))
         return verdict
 
     skill.judge = judged
 
 
-def print_attempts(runs: list[tuple[bool, Trace, list[tuple[int, bool]]]], attempts: int) -> None:
-    """Per attempt k: the answers that reached it, those accepted at it, its completion
-    tokens."""
-    reached, accepted, tokens = Counter(), Counter(), Counter()
+def print_attempts(runs: list[tuple[bool, Trace, list[Judged]]], attempts: int) -> None:
+    """Per attempt k: the answers that reached it, those accepted at it, its completion and
+    evaluated prompt tokens; then per rejection reason, how often a later attempt rescued it."""
+    reached, accepted, tokens, evaluated = Counter(), Counter(), Counter(), Counter()
+    failed, rescued = Counter(), Counter()  # by reason
     for _, _, judged in runs:
-        spent = 0
-        for k, (total, ok) in enumerate(judged, 1):
+        spent = seen = 0
+        for k, (total, evals, problem) in enumerate(judged, 1):
             reached[k] += 1
             tokens[k] += total - spent
-            spent = total
-            accepted[k] += ok
+            evaluated[k] += evals - seen
+            spent, seen = total, evals
+            accepted[k] += problem is None
+        # every attempt but the last was rejected and followed by another
+        for _, _, problem in judged[:-1]:
+            failed[problem] += 1
+            rescued[problem] += judged[-1][2] is None
     print(f"{'attempt':>8} {'reached':>8} {'accepted':>9} {'share':>6} {'tokens':>7} "
-          f"{'tokens/accepted':>16}")
+          f"{'tokens/accepted':>16} {'evaluated':>10} {'evaluated/reached':>18}")
     for k in range(1, attempts + 1):
         print(f"{k:>8} {reached[k]:>8} {accepted[k]:>9} {accepted[k] / max(1, reached[k]):>6.0%} "
-              f"{tokens[k]:>7} {tokens[k] / max(1, accepted[k]):>16.0f}")
+              f"{tokens[k]:>7} {tokens[k] / max(1, accepted[k]):>16.0f} {evaluated[k]:>10} "
+              f"{evaluated[k] / max(1, reached[k]):>18.0f}")
     print(f"{'all':>8} {len(runs):>8} {sum(accepted.values()):>9} "
           f"{sum(accepted.values()) / max(1, len(runs)):>6.0%} {sum(tokens.values()):>7}")
+    print("rejected at an attempt before the last, then accepted at a later one (by reason):")
+    for problem, n in failed.most_common():
+        print(f"  {rescued[problem]:>3} of {n:>3} ({rescued[problem] / n:>4.0%})  {problem}")
 
 
 if __name__ == "__main__":
