@@ -10,7 +10,8 @@ import numpy as np
 
 from agents.spec import Subcategory
 
-_WORD = re.compile(r"[a-z0-9]+(?:[.'-][a-z0-9]+)*")
+# a possessive's "'s" is not part of its word: "debian-installer's" names debian-installer
+_WORD = re.compile(r"[a-z0-9]+(?:(?:[.-]|'(?!s\b))[a-z0-9]+)*")
 STOPWORDS = frozenset(
     "a an the and or but if of to in on at by for with from as is are was were be been being it its"
     " this that these those there here which who whom whose what when where why how do does did not"
@@ -67,10 +68,10 @@ def check_question(question: str) -> str | None:
 
 
 def check_on_topic(question: str, passages: list[str]) -> str | None:
-    """A question written from a passage names something in it."""
-    subject = content_words(question) - GENERIC
-    source = set().union(*(content_words(p) for p in passages))
-    if not subject & source:
+    """A question written from a passage names something in it (by 5-letter word stem, so
+    "manager" is found in "managers")."""
+    source = set().union(*(_stems(p, names=True) for p in passages))
+    if not _stems(question, names=True) & source:
         return "question shares no subject word with its source passage"
     return None
 
