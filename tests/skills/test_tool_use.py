@@ -366,9 +366,12 @@ def test_flow_writes_multi_turn_records_for_every_task_type(code_corpus, tmp_pat
         if "as API signatures" in prompt or "APIs of this library" in prompt:
             schemas[prompt.split("\n", 1)[0]] = schema
         return scripted()(prompt, schema)
+    # one record per type (in-flight items count toward the cap: with 8 in flight, an item of
+    # the next deck could otherwise finish first and repeat a type); one item per chunk so that
+    # the 7 items draw 7 transformations, both kinds among them (the plan is seeded)
     summary, data, rejected = run_skill("tool_use", code_corpus, tmp_path / "out",
-                                        skill_teacher(reply), num=7,
-                                        flow={"refine_rounds": 1})
+                                        skill_teacher(reply), num=7, max_type_share=1.0,
+                                        flow={"refine_rounds": 1, "per_chunk": 1})
     # apis_from_code may only name the seed's functions; sibling_apis may name any
     names = {first: json.dumps(s["$defs"]["Api"]["properties"]["name"])
              for first, s in schemas.items()}
