@@ -104,10 +104,23 @@ class Shared:
             self.charged = True
 
 
-class Question(BaseModel):
+# The question's schema asks the decoder for more characters than the parser needs: a small
+# teacher quotes a term with a bare double quote ('What is the purpose of the "equivs-build"
+# command?'), which JSON reads as the string's end, and the reply closes as 'What is the
+# purpose of the '. Below this floor the grammar rules that quote out, so the teacher writes
+# the term unquoted or escaped; what a short question runs on into past its "?" is cut off by
+# first_question. The parser keeps min_length 12: a backend that ignores schemas is not held to it.
+QUESTION_FLOOR = 48
+
+
+def question_field() -> Any:
     # No regex `pattern` here: llama-server's output parser rejects many pattern-constrained
     # replies with HTTP 500 (llama-cpp-python 0.3.36), so the shape is enforced by first_question.
-    question: str = Field(min_length=12, max_length=300)
+    return Field(min_length=12, max_length=300, json_schema_extra={"minLength": QUESTION_FLOOR})
+
+
+class Question(BaseModel):
+    question: str = question_field()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -119,7 +132,7 @@ def anchored_question(anchor: str) -> type[BaseModel]:
     required = ConfigDict(json_schema_extra={"required": ["about", "question"]})
     return create_model("AnchoredQuestion", __config__=required,
                         about=(str, Field("", json_schema_extra={"const": anchor})),
-                        question=(str, Field(min_length=12, max_length=300)))
+                        question=(str, question_field()))
 
 
 def first_question(text: str) -> str:

@@ -1,12 +1,14 @@
 """The managed llama-server with the embedded SmolLM2 GGUF: real process, real HTTP, real grammar."""
 
 import asyncio
+import json
 import os
 import signal
 
 import pytest
 from pydantic import BaseModel, Field
 
+from agents.flow import QUESTION_FLOOR, Question
 from models import ChatMessage, chat_json
 from models.llama_server import ManagedServer, ServerSettings, ServerStartError, check_gguf
 from models.openai_client import OpenAICompatTeacher
@@ -21,6 +23,9 @@ class Fact(BaseModel):
 
 ASK = [ChatMessage(role="user", content="Give one historical event as JSON with a subject and "
                    "a year. Example: {\"subject\": \"Moon landing\", \"year\": 1969}")]
+
+QUOTE = [ChatMessage(role="user", content='Write a short question about the command "apt-get" '
+                     'with its name in double quotes. Example: {"question": "What is \\"ls\\"?"}')]
 
 
 def settings(binary, gguf, tmp_path, **kw):
@@ -53,6 +58,13 @@ def test_server_answers_schema_constrained_json_restarts_and_stops(server_binary
                 for fact, completion in facts:
                     assert 1000 <= fact.year <= 2100 and 2 <= len(fact.subject) <= 40
                     assert completion.completion_tokens > 0 and completion.prompt_tokens > 0
+
+                # a question's schema floor: a bare quote cannot end it early, as in
+                # '{"question": "What does the "'
+                asked = await asyncio.gather(*(
+                    chat_json(teacher, QUOTE, Question, max_tokens=320, seed=i) for i in range(4)))
+                for _, completion in asked:
+                    assert len(json.loads(completion.text)["question"]) >= QUESTION_FLOOR
 
                 # kill it mid-run: the next call notices, restarts it and succeeds
                 first_pid = server.pid
