@@ -16,7 +16,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import jinja2
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
@@ -120,6 +120,9 @@ def question_field() -> Any:
 
 
 class Question(BaseModel):
+    # the server stops at the question mark: what a small teacher runs on into after it (more
+    # questions, an answer, options) is not generated (chat_json closes the reply)
+    reply_stop: ClassVar[str | None] = "?"
     question: str = question_field()
 
 
@@ -130,9 +133,11 @@ def anchored_question(anchor: str) -> type[BaseModel]:
     a plain optional string, so a backend that ignores schemas is not rejected for rewording or
     leaving it out (the schema still requires it)."""
     required = ConfigDict(json_schema_extra={"required": ["about", "question"]})
-    return create_model("AnchoredQuestion", __config__=required,
-                        about=(str, Field("", json_schema_extra={"const": anchor})),
-                        question=(str, question_field()))
+    model = create_model("AnchoredQuestion", __config__=required,
+                         about=(str, Field("", json_schema_extra={"const": anchor})),
+                         question=(str, question_field()))
+    model.reply_stop = None if "?" in anchor else Question.reply_stop  # not inside `about`
+    return model
 
 
 def first_question(text: str) -> str:

@@ -72,7 +72,8 @@ class InstantTeacher:
     def __init__(self) -> None:
         self.n = itertools.count()
 
-    async def chat(self, messages, *, schema=None, max_tokens=256, temperature=0.7, seed=None):
+    async def chat(self, messages, *, schema=None, max_tokens=256, temperature=0.7, seed=None,
+                   stop=()):
         n = next(self.n)
         props = (schema or {}).get("properties", {})
         words = " ".join(WORDS[(n * 7 + i) % len(WORDS)] for i in range(6))

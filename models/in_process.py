@@ -59,9 +59,12 @@ class InProcessTeacher:
         max_tokens: int = 256,
         temperature: float = 0.7,
         seed: int | None = None,
+        stop: Sequence[str] = (),
     ) -> Completion:
         kwargs: dict = dict(messages=[m.model_dump() for m in messages], max_tokens=max_tokens,
                             temperature=temperature, **self.sampling)
+        if stop:
+            kwargs["stop"] = list(stop)
         if seed is not None:
             kwargs["seed"] = seed
         if schema is not None:

@@ -92,8 +92,11 @@ class OpenAICompatTeacher:
         max_tokens: int = 256,
         temperature: float = 0.7,
         seed: int | None = None,
+        stop: Sequence[str] = (),
     ) -> Completion:
         body = self._body(messages, schema, max_tokens, temperature, seed)
+        if stop:
+            body["stop"] = list(stop)
         async with self._limit:
             last = "no attempt"
             for attempt in range(self._retries + 1):

@@ -62,6 +62,7 @@ class Teacher(Protocol):
         max_tokens: int = 256,
         temperature: float = 0.7,
         seed: int | None = None,
+        stop: Sequence[str] = (),
     ) -> Completion: ...
 
     async def aclose(self) -> None: ...
@@ -89,11 +90,18 @@ async def chat_json(
 
     A reply cut off by max_tokens is never a record: the schema's maxLength bounds exist so that
     the JSON can close in time, and a truncated reply is reported for a retry.
+
+    An `output` whose last field is text may name a `reply_stop` (a question's "?"): the server
+    stops there instead of generating what a small teacher runs on into after it, and the reply
+    is closed here as the teacher wrote it, up to and including the stop.
     """
+    stop = getattr(output, "reply_stop", None)
     completion = await teacher.chat(
         messages, schema=json_schema(output), max_tokens=max_tokens,
-        temperature=temperature, seed=seed,
+        temperature=temperature, seed=seed, **({"stop": (stop,)} if stop else {}),
     )
+    if stop and completion.finish_reason == "stop" and not completion.text.rstrip().endswith("}"):
+        completion = completion.model_copy(update={"text": completion.text + stop + '"}'})
     if completion.finish_reason == "length":
         raise ReplyError("truncated", completion, f"hit max_tokens={max_tokens}")
     if not completion.text.strip():

@@ -25,7 +25,7 @@ class ScriptedTeacher:
 
     async def chat(self, messages: Sequence[ChatMessage], *, schema: dict | None = None,
                    max_tokens: int = 256, temperature: float = 0.7,
-                   seed: int | None = None) -> Completion:
+                   seed: int | None = None, stop: Sequence[str] = ()) -> Completion:
         async with self._limit:
             self.prompts.append(list(messages))
             self.in_flight += 1
@@ -38,6 +38,9 @@ class ScriptedTeacher:
                 text = self.reply(list(messages), schema)
             finally:
                 self.in_flight -= 1
+        # as a server does: the reply ends before the first stop string, which is not returned
+        cuts = [text.find(s) for s in stop if s in text]
+        text = text[:min(cuts)] if cuts else text
         return Completion(text=text, finish_reason="stop", prompt_tokens=len(messages[-1].content) // 4,
                           completion_tokens=max(1, len(text) // 4), model=self.model_name)
 

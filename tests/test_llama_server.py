@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from agents.flow import QUESTION_FLOOR, Question
 from models import ChatMessage, chat_json
+from models.teacher import json_schema
 from models.llama_server import ManagedServer, ServerSettings, ServerStartError, check_gguf
 from models.openai_client import OpenAICompatTeacher
 
@@ -61,10 +62,21 @@ def test_server_answers_schema_constrained_json_restarts_and_stops(server_binary
 
                 # a question's schema floor: a bare quote cannot end it early, as in
                 # '{"question": "What does the "'
+                schema = json_schema(Question)
+                asked = await asyncio.gather(*(
+                    teacher.chat(QUOTE, schema=schema, max_tokens=320, seed=i) for i in range(4)))
+                for completion in asked:
+                    assert len(json.loads(completion.text)["question"]) >= QUESTION_FLOOR
+                # a stop string ends the reply before it, inside the question (no "?" anywhere)
+                asked = await asyncio.gather(*(
+                    teacher.chat(QUOTE, schema=schema, max_tokens=320, seed=i, stop=("?",))
+                    for i in range(4)))
+                assert all("?" not in c.text and c.finish_reason == "stop" for c in asked)
+                assert any(not c.text.rstrip().endswith("}") for c in asked), asked
+                # which chat_json closes: Question's reply_stop is "?"
                 asked = await asyncio.gather(*(
                     chat_json(teacher, QUOTE, Question, max_tokens=320, seed=i) for i in range(4)))
-                for _, completion in asked:
-                    assert len(json.loads(completion.text)["question"]) >= QUESTION_FLOOR
+                assert any(q.question.endswith("?") for q, _ in asked), asked
 
                 # kill it mid-run: the next call notices, restarts it and succeeds
                 first_pid = server.pid

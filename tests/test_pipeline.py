@@ -522,9 +522,9 @@ def test_a_transformation_cut_off_by_max_tokens_is_used_up_to_its_last_whole_lin
 
     class Truncating(ScriptedTeacher):
         async def chat(self, messages, *, schema=None, max_tokens=256, temperature=0.7,
-                       seed=None):
+                       seed=None, stop=()):
             done = await super().chat(messages, schema=schema, max_tokens=max_tokens,
-                                      temperature=temperature, seed=seed)
+                                      temperature=temperature, seed=seed, stop=stop)
             if set((schema or {}).get("properties", {})) == {"text"}:
                 text = ('{"text": "- Mount Tambora erupted in 1815 in Indonesia.\\n- The ash '
                         'caused the year without a summer.\\n- UNFINISHED LINE')

@@ -123,6 +123,28 @@ def test_anchored_question_schema_opens_with_the_anchor_but_accepts_a_rewording(
     assert anchored_question("apt-get") is model
 
 
+@pytest.mark.parametrize("anchor, reply, question", [
+    # the server stops at the question mark (the fake does as llama-server does); the reply is
+    # closed as written, so what the teacher ran on into is never generated or kept
+    ("apt", '{"about": "apt", "question": "What does \\"apt\\" install? It installs', 'What does "apt" install?'),
+    (None, '{"question": "List the tools the apt suite ships with."}', "List the tools the apt suite ships with."),
+    # an anchor with a question mark of its own: no stop, or `about` would be cut
+    ("why?", '{"about": "why?", "question": "What does why? do? It"}', "What does why? do? It"),
+])
+def test_a_question_reply_ends_at_its_question_mark(anchor, reply, question):
+    from agents.flow import Question, anchored_question
+    from models import ChatMessage, chat_json
+
+    output = anchored_question(anchor) if anchor else Question
+    teacher = ScriptedTeacher(lambda messages, schema: reply)
+    value, completion = asyncio.run(chat_json(teacher, [ChatMessage(role="user", content="q")],
+                                              output))
+    assert value.question == question
+    assert json.loads(completion.text)["question"] == question  # the record's raw reply parses
+    schema = output.model_json_schema()["properties"]["question"]
+    assert schema["minLength"] == 48 and output.model_validate({"question": "What is apt?"})
+
+
 def test_user_turn_numbers_documents_and_respond_adds_only_the_json_instruction():
     skill = load_skill("rag")
     docs = [chunk(1, "x.md"), chunk(2, "y.md")]
