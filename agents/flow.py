@@ -108,8 +108,9 @@ class Shared:
 # teacher quotes a term with a bare double quote ('What is the purpose of the "equivs-build"
 # command?'), which JSON reads as the string's end, and the reply closes as 'What is the
 # purpose of the '. Below this floor the grammar rules that quote out, so the teacher writes
-# the term unquoted or escaped; what a short question runs on into past its "?" is cut off by
-# first_question. The parser keeps min_length 12: a backend that ignores schemas is not held to it.
+# the term unquoted or escaped. A short question still ends short: the server stops at its "?"
+# (Question.reply_stop). The parser keeps min_length 12: a backend that ignores schemas is not
+# held to the floor.
 QUESTION_FLOOR = 48
 
 

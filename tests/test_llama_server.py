@@ -10,9 +10,9 @@ from pydantic import BaseModel, Field
 
 from agents.flow import QUESTION_FLOOR, Question
 from models import ChatMessage, chat_json
-from models.teacher import json_schema
 from models.llama_server import ManagedServer, ServerSettings, ServerStartError, check_gguf
 from models.openai_client import OpenAICompatTeacher
+from models.teacher import json_schema
 
 pytestmark = pytest.mark.slow
 

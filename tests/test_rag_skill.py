@@ -126,8 +126,10 @@ def test_anchored_question_schema_opens_with_the_anchor_but_accepts_a_rewording(
 @pytest.mark.parametrize("anchor, reply, question", [
     # the server stops at the question mark (the fake does as llama-server does); the reply is
     # closed as written, so what the teacher ran on into is never generated or kept
-    ("apt", '{"about": "apt", "question": "What does \\"apt\\" install? It installs', 'What does "apt" install?'),
-    (None, '{"question": "List the tools the apt suite ships with."}', "List the tools the apt suite ships with."),
+    ("apt", '{"about": "apt", "question": "What does \\"apt\\" install? It installs',
+     'What does "apt" install?'),
+    (None, '{"question": "List the tools the apt suite ships with."}',
+     "List the tools the apt suite ships with."),
     # an anchor with a question mark of its own: no stop, or `about` would be cut
     ("why?", '{"about": "why?", "question": "What does why? do? It"}', "What does why? do? It"),
 ])
