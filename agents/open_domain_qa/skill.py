@@ -6,10 +6,11 @@ and that the answer adds information, has the length of its tier and never cites
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 from pydantic import BaseModel, Field, create_model, field_validator
 
-from agents.flow import FlowContext, first_question
+from agents.flow import FlowContext, Question, first_question, question_field
 from agents.rag.validators import (GENERIC, check_adds_information, check_form, check_on_topic,
                                    check_repetition, content_words, lexical_support)
 from agents.task import Draft, TaskSkill
@@ -76,7 +77,8 @@ MULTI_STEP_MIN_WORDS = 10
 
 
 class OpenQuestion(BaseModel):
-    question: str = Field(min_length=12, max_length=300)
+    reply_stop: ClassVar[str | None] = Question.reply_stop  # the reply ends at its "?"
+    question: str = question_field()  # a bare quote cannot end it early
 
     @field_validator("question")
     @classmethod

@@ -80,6 +80,21 @@ def test_question_model_keeps_only_the_first_question():
     assert q.question == "What is a shield volcano?"
 
 
+def test_question_reply_stops_at_its_question_mark_and_no_quote_ends_it_early():
+    import asyncio
+
+    from models import ChatMessage, chat_json
+    from tests.fakes import ScriptedTeacher
+
+    teacher = ScriptedTeacher(lambda messages, schema: '{"question": "Question 1: What is a '
+                              'shield volcano? A shield volcano is wide."}')
+    q, completion = asyncio.run(chat_json(teacher, [ChatMessage(role="user", content="q")],
+                                          OpenQuestion))
+    assert q.question == "What is a shield volcano?"
+    assert completion.text.endswith('volcano?"}')  # stopped there: the rest was never written
+    assert OpenQuestion.model_json_schema()["properties"]["question"]["minLength"] == 48
+
+
 def test_sentences_ignore_abbreviations_and_fragments():
     assert len(sentences(LONG)) == 3
     assert sentences("Yes. It is.") == []
