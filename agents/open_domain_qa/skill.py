@@ -6,11 +6,10 @@ and that the answer adds information, has the length of its tier and never cites
 from __future__ import annotations
 
 import re
-from typing import ClassVar
 
 from pydantic import BaseModel, Field, create_model, field_validator
 
-from agents.flow import FlowContext, Question, first_question, question_field
+from agents.flow import FlowContext, Question, first_question
 from agents.rag.validators import (GENERIC, check_adds_information, check_form, check_on_topic,
                                    check_repetition, content_words, lexical_support)
 from agents.task import Draft, TaskSkill
@@ -76,10 +75,7 @@ TWO_THINGS = re.compile(r"\b(?:and|or|vs|versus|with|from|to)\b", re.IGNORECASE)
 MULTI_STEP_MIN_WORDS = 10
 
 
-class OpenQuestion(BaseModel):
-    reply_stop: ClassVar[str | None] = Question.reply_stop  # the reply ends at its "?"
-    question: str = question_field()  # a bare quote cannot end it early
-
+class OpenQuestion(Question):  # the shared question's schema floor and stop at "?"
     @field_validator("question")
     @classmethod
     def _one_question(cls, value: str) -> str:
