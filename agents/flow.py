@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar
 
 import jinja2
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from agents.fields import line_field, question_field
 from agents.items import Candidate, Rejected, Usage, WorkItem
 from agents.spec import SkillSpec, Subcategory, load_spec
 from models import ChatMessage, ReplyError, Teacher, chat_json
@@ -104,22 +105,6 @@ class Shared:
             self.charged = True
 
 
-# The question's schema asks the decoder for more characters than the parser needs: a small
-# teacher quotes a term with a bare double quote ('What is the purpose of the "equivs-build"
-# command?'), which JSON reads as the string's end, and the reply closes as 'What is the
-# purpose of the '. Below this floor the grammar rules that quote out, so the teacher writes
-# the term unquoted or escaped. A short question still ends short: the server stops at its "?"
-# (Question.reply_stop). The parser keeps min_length 12: a backend that ignores schemas is not
-# held to the floor.
-QUESTION_FLOOR = 48
-
-
-def question_field() -> Any:
-    # No regex `pattern` here: llama-server's output parser rejects many pattern-constrained
-    # replies with HTTP 500 (llama-cpp-python 0.3.36), so the shape is enforced by first_question.
-    return Field(min_length=12, max_length=300, json_schema_extra={"minLength": QUESTION_FLOOR})
-
-
 class Question(BaseModel):
     # the server stops at the question mark: what a small teacher runs on into after it (more
     # questions, an answer, options) is not generated (chat_json closes the reply)
@@ -149,7 +134,7 @@ def first_question(text: str) -> str:
 
 
 class Suggestions(BaseModel):
-    suggestions: list[Annotated[str, StringConstraints(min_length=5, max_length=240)]] = Field(
+    suggestions: list[Annotated[str, line_field(5, 240)]] = Field(
         min_length=1, max_length=3)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from agents.fields import line_field
 from agents.flow import COPIED, FlowContext, Skill, Suggestions, Trace
 from agents.items import Candidate, Rejected, WorkItem
 from agents.spec import Subcategory
@@ -34,7 +35,7 @@ from retrieval import Chunk
 class Task(BaseModel):
     """The default task: one instruction, shown to the student with the passage."""
 
-    instruction: str = Field(min_length=12, max_length=600)
+    instruction: str = line_field(12, 600)
 
 
 class Answer(BaseModel):

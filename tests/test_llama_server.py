@@ -6,9 +6,12 @@ import os
 import signal
 
 import pytest
+from typing import Annotated
+
 from pydantic import BaseModel, Field
 
-from agents.flow import QUESTION_FLOOR, Question
+from agents.fields import QUESTION_FLOOR, line_field
+from agents.flow import Question
 from models import ChatMessage, chat_json
 from models.llama_server import ManagedServer, ServerSettings, ServerStartError, check_gguf
 from models.openai_client import OpenAICompatTeacher
@@ -27,6 +30,26 @@ ASK = [ChatMessage(role="user", content="Give one historical event as JSON with 
 
 QUOTE = [ChatMessage(role="user", content='Write a short question about the command "apt-get" '
                      'with its name in double quotes. Example: {"question": "What is \\"ls\\"?"}')]
+
+
+# a question with options, once with plain string bounds and once as lines (agents/fields.py)
+class Quiz(BaseModel):
+    question: str = Field(min_length=12, max_length=300)
+    options: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(min_length=2,
+                                                                           max_length=3)
+
+
+class LineQuiz(BaseModel):
+    question: str = line_field(12, 300)
+    options: list[Annotated[str, line_field(1, 80)]] = Field(min_length=2, max_length=3)
+
+
+QUIZ = [ChatMessage(role="user", content='Write a quiz question: What is the purpose of the '
+                    '"equivs-build" command? Give three options.')]
+
+
+def strings(reply: BaseModel) -> list[str]:
+    return [reply.question, *reply.options]
 
 
 def settings(binary, gguf, tmp_path, **kw):
@@ -91,6 +114,35 @@ def test_server_answers_schema_constrained_json_restarts_and_stops(server_binary
     assert not pid_alive(last_pid)
 
 
+def test_a_line_is_never_cut_at_a_bare_quote(server_binary, teacher_gguf, tmp_path):
+    """With plain string bounds the teacher's opening quote ends its question ('... with the '),
+    and the grammar goes on to the options; as lines (no trailing space) every reply parses and
+    no string ends where a quote cut it. The pattern reaches llama-server's grammar intact: a
+    pattern that admitted a bare quote would get HTTP 500 for an unparsable reply."""
+    async def main():
+        async with ManagedServer(settings(server_binary, teacher_gguf, tmp_path)) as server:
+            teacher = OpenAICompatTeacher(server.base_url, slots=2, llama_cpp=True)
+            try:
+                ask = lambda model, seed: chat_json(  # noqa: E731
+                    teacher, QUIZ, model, max_tokens=200, temperature=0.7, seed=seed)
+                plain = await asyncio.gather(*(ask(Quiz, i) for i in range(8)),
+                                             return_exceptions=True)
+                lines = await asyncio.gather(*(ask(LineQuiz, i) for i in range(8)),
+                                             return_exceptions=True)
+            finally:
+                await teacher.aclose()
+            return plain, lines
+
+    plain, lines = asyncio.run(main())
+    cut = [r[0] for r in plain
+           if not isinstance(r, Exception) and any(s.endswith(" ") for s in strings(r[0]))]
+    assert len(cut) >= 4, plain  # what the pattern is for: without it, quotes cut strings
+    # ('What is the purpose of the ' on all 8 seeds when this test was written)
+    kept = [r[0] for r in lines if not isinstance(r, Exception)]
+    assert len(kept) >= 6, lines  # the few others ran out of tokens (a loop), not HTTP 500
+    assert not [s for r in kept for s in strings(r) if s.endswith(" ")], kept
+
+
 def test_prompt_cache_reuses_a_shared_prefix(server_binary, teacher_gguf, tmp_path):
     async def main():
         async with ManagedServer(settings(server_binary, teacher_gguf, tmp_path)) as server:
@@ -153,6 +205,9 @@ def test_url_backend_and_in_process_backend_with_the_real_model(server_binary, t
             replies = await asyncio.gather(*(chat_json(teacher, ASK, Fact, max_tokens=64, seed=i)
                                              for i in range(2)))
             assert all(1000 <= f.year <= 2100 for f, _ in replies)
+            # llama-cpp-python's own schema converter takes a line's pattern too
+            quiz, _ = await chat_json(teacher, QUIZ, LineQuiz, max_tokens=200, seed=1)
+            assert not [s for s in strings(quiz) if s.endswith(" ")]
 
     asyncio.run(main())
 

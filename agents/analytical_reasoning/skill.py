@@ -15,6 +15,7 @@ from agents.analytical_reasoning.puzzle import (Structure, check_assignment, che
                                                 check_rule_text, check_unique,
                                                 enumerate_solutions, is_conditional)
 from agents.fermi.skill import source_text
+from agents.fields import line_field
 from agents.flow import FlowContext, Trace
 from agents.items import Rejected
 from agents.rag.validators import META_REFERENCE, check_repetition, content_words
@@ -35,14 +36,14 @@ class Constraint(BaseModel):
 class OrderingPuzzle(BaseModel):
     entities: list[Name] = Field(min_length=3, max_length=5)
     constraints: list[Constraint] = Field(min_length=2, max_length=4)
-    question: str = Field(min_length=20, max_length=140)
+    question: str = line_field(20, 140)
 
 
 class GroupingPuzzle(BaseModel):
     entities: list[Name] = Field(min_length=3, max_length=5)
     groups: list[Name] = Field(min_length=2, max_length=5)
     constraints: list[Constraint] = Field(min_length=2, max_length=4)
-    question: str = Field(min_length=20, max_length=140)
+    question: str = line_field(20, 140)
 
 
 def structure_of(sub: Subcategory, task: OrderingPuzzle | GroupingPuzzle) -> Structure:

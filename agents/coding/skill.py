@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, Field, create_model
 
 from agents.coding import checks as c
+from agents.fields import line_field
 from agents.flow import FlowContext, Trace
 from agents.items import Candidate, Rejected
 from agents.rag.validators import check_repetition
@@ -47,7 +48,7 @@ FLOW_TESTS = {"code", "fixed_code", "refactored_code"}  # the flow writes tests 
 RUNS_REFERENCE = {"fixed_code", "refactored_code"}  # the task's code must pass those tests
 FIELD_SPECS: dict[str, Any] = {
     "function_name": (str, Field(min_length=1, max_length=40)),
-    "instruction": (str, Field(min_length=12, max_length=300)),
+    "instruction": (str, line_field(12, 300)),
     "code": (str, Field(min_length=20, max_length=600)),
 }
 LIMITS = Limits(wall_s=3.0, cpu_s=2, memory_mb=256, max_output_bytes=16_000)

@@ -20,6 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, field_validator
 
 from agents.conversation import validators as v
+from agents.fields import line_field
 from agents.flow import FlowContext, Trace, first_question
 from agents.items import Candidate, Rejected, WorkItem
 from agents.spec import Subcategory
@@ -28,7 +29,7 @@ from models import ChatMessage, ReplyError, chat_json
 
 
 class UserMessage(BaseModel):
-    question: str = Field(min_length=8, max_length=300)
+    question: str = line_field(8, 300)
 
     @field_validator("question")
     @classmethod

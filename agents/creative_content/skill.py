@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints, create_model
 
 from agents.creative_content import validators as v
+from agents.fields import line_field
 from agents.flow import FlowContext
 from agents.rag.validators import check_repetition
 from agents.spec import Subcategory
@@ -52,7 +53,7 @@ def task_model(sub: Subcategory) -> type[BaseModel]:
     writes it right after reading the type's description (written last, it was junk); that it
     agrees with the numbers that follow is checked (`check_stated_counts`)."""
     p = sub.params
-    fields: dict[str, Any] = {"instruction": (str, Field(min_length=20, max_length=400))}
+    fields: dict[str, Any] = {"instruction": (str, line_field(20, 400))}
     lo, hi = p["keywords"]
     fields["keywords"] = (list[Term], Field(min_length=lo, max_length=hi))
     if p.get("acrostic"):

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints, create_model
 
+from agents.fields import line_field
 from agents.flow import FlowContext, Trace
 from agents.items import Rejected, WorkItem
 from agents.rag.validators import check_repetition
@@ -43,11 +44,11 @@ class Table(BaseModel):
 
 
 class DataTask(BaseModel):
-    instruction: str = Field(min_length=12, max_length=300)
+    instruction: str = line_field(12, 300)
 
 
 class TableTask(BaseModel):
-    instruction: str = Field(min_length=12, max_length=240)
+    instruction: str = line_field(12, 240)
     columns: list[Column] = Field(min_length=2, max_length=3)
 
 

@@ -12,6 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints
 
+from agents.fields import line_field
 from agents.flow import FlowContext
 from agents.rag.validators import (META_REFERENCE, check_adds_information, check_on_topic,
                                    check_repetition, content_words)
@@ -29,7 +30,7 @@ REQUEST = re.compile(r"^\W*(estimate|approximate|calculate|work out)\b", re.IGNO
 
 
 class FermiTask(BaseModel):
-    question: str = Field(min_length=12, max_length=300)
+    question: str = line_field(12, 300)
     unit: str = Field(min_length=1, max_length=30)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agents.few_shot_reasoning import checks as v
+from agents.fields import line_field
 from agents.flow import FlowContext, Suggestions, Trace
 from agents.items import Candidate, Rejected, WorkItem
 from agents.spec import Subcategory
@@ -32,7 +33,7 @@ EXPECTS = {"number", "label", "analogy", "yes_no", "any"}
 class Worked(BaseModel):
     """One worked exemplar, as the teacher writes it."""
 
-    question: str = Field(min_length=12, max_length=200)
+    question: str = line_field(12, 200)
     reasoning: str = Field(min_length=20, max_length=400)
     answer: str = Field(min_length=1, max_length=80)
 
@@ -48,7 +49,7 @@ class Exemplar(Worked):
 
 
 class Query(BaseModel):
-    query: str = Field(min_length=12, max_length=240)
+    query: str = line_field(12, 240)
 
 
 class FewShotTask(BaseModel):

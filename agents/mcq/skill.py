@@ -7,18 +7,19 @@ import functools
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StringConstraints, create_model
+from pydantic import BaseModel, Field, create_model
 
+from agents.fields import line_field
 from agents.flow import FlowContext
 from agents.rag.validators import content_words, lexical_support
 from agents.task import Draft, TaskSkill
 
-Option = Annotated[str, StringConstraints(min_length=1, max_length=160)]
+Option = Annotated[str, line_field(1, 160)]
 NEGATION = re.compile(r"\b(EXCEPT|NOT)\b")
 
 
 class Mcq(BaseModel):
-    question: str = Field(min_length=12, max_length=400)
+    question: str = line_field(12, 400)
     options: list[Option] = Field(min_length=4, max_length=5)
     correct: int = Field(ge=1, le=5)
 

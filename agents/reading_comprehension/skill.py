@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, \
     create_model
 
+from agents.fields import line_field
 from agents.flow import FlowContext, Suggestions, Trace
 from agents.mcq.skill import Choice, Mcq, check_agreement, check_options
 from agents.rag.validators import check_adds_information, check_on_topic, check_repetition, \
@@ -56,22 +57,22 @@ def type_params(sub: Subcategory) -> TypeParams:
 # -- task models --------------------------------------------------------------------------------
 
 class RcQuestion(BaseModel):
-    question: str = Field(min_length=12, max_length=300)
+    question: str = line_field(12, 300)
 
 
-Option = Annotated[str, StringConstraints(min_length=1, max_length=120)]
+Option = Annotated[str, line_field(1, 120)]
 
 
 class RcChoice(Mcq):
     """The mcq task with tighter bounds, so question and options fit one bounded reply."""
 
-    question: str = Field(min_length=12, max_length=300)
+    question: str = line_field(12, 300)
     options: list[Option] = Field(min_length=4, max_length=5)
 
 
 @cache
 def verdict_task(labels: tuple[str, ...]) -> type[BaseModel]:
-    return create_model("RcVerdictTask", question=(str, Field(min_length=12, max_length=300)),
+    return create_model("RcVerdictTask", question=(str, line_field(12, 300)),
                         key=(Literal[labels], ...))  # type: ignore[valid-type]
 
 

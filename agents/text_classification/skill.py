@@ -10,6 +10,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints, create_model
 
+from agents.fields import line_field
 from agents.flow import FlowContext
 from agents.rag.validators import check_repetition, content_words
 from agents.task import Draft, TaskSkill
@@ -24,7 +25,7 @@ MIN_EXCERPT_OVERLAP = 0.8
 
 
 class ClassificationTask(BaseModel):
-    instruction: str = Field(min_length=12, max_length=200)
+    instruction: str = line_field(12, 200)
     text: str = Field(min_length=40, max_length=360)
     labels: list[Label] = Field(min_length=3, max_length=8)
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
+from agents.fields import line_field
 from agents.flow import FlowContext
 from agents.rag.validators import check_repetition, content_words
 from agents.task import Draft, TaskSkill
@@ -27,7 +28,7 @@ class FieldSpec(BaseModel):
 
 
 class ExtractionTask(BaseModel):
-    instruction: str = Field(min_length=12, max_length=200)
+    instruction: str = line_field(12, 200)
     fields: list[FieldSpec] = Field(min_length=1, max_length=MAX_FIELDS)
 
 

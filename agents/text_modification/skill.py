@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from agents.fields import line_field
 from agents.flow import FlowContext
 from agents.items import Rejected
 from agents.rag.validators import check_repetition, lexical_support
@@ -27,7 +28,7 @@ from agents.text_modification.measure import squash, content_recall, similarity
 
 
 class Instruction(BaseModel):
-    instruction: str = Field(min_length=12, max_length=300)
+    instruction: str = line_field(12, 300)
 
 
 class KeywordTask(Instruction):

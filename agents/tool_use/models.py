@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
+from agents.fields import line_field
 from agents.spec import Subcategory
 
 ParamType = Literal["string", "integer", "number", "boolean", "array"]
@@ -134,7 +135,7 @@ def task_model(sub: Subcategory, apis: ApiList) -> type[BaseModel]:
                              Field(min_length=1, max_length=2))
     if sub.expects == "decline":
         fields["absent"] = (str, Field(min_length=3, max_length=80))
-    fields["request"] = (str, Field(min_length=20, max_length=400))
+    fields["request"] = (str, line_field(20, 400))
     return create_model("ToolTask", **fields)
 
 

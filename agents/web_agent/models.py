@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
+from agents.fields import line_field
+
 Role = Literal["link", "button", "textbox", "heading", "text", "checkbox", "combobox"]
 ActionKind = Literal["click", "type", "select", "scroll", "answer"]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=60)]
@@ -72,7 +74,7 @@ def render_page(page: Page) -> str:
 
 
 class WebTask(BaseModel):
-    goal: str = Field(min_length=15, max_length=300)
+    goal: str = line_field(15, 300)
 
 
 class Action(BaseModel):

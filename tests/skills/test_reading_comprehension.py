@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.fields import line_pattern
 from agents.flow import FlowContext, FlowSettings
 from agents.items import Rejected, WorkItem
 from agents.rag.validators import STOPWORDS
@@ -96,13 +97,15 @@ def _schemas():
 
 
 @pytest.mark.parametrize("name, schema", list(_schemas()))
-def test_task_schemas_are_bounded_and_pattern_free(name, schema):
-    text = json.dumps(schema)
-    assert '"pattern"' not in text
+def test_task_schemas_are_bounded_and_their_only_patterns_are_lines(name, schema):
+    # a pattern is the string's whole grammar in llama.cpp: one that admitted a bare quote
+    # would let the decoder write unparsable JSON (agents/fields.py)
     def walk(node):
         if isinstance(node, dict):
             if node.get("type") == "string" and "enum" not in node:
                 assert "maxLength" in node, (name, node)
+                if "pattern" in node:
+                    assert node["pattern"] == line_pattern(node["minLength"], node["maxLength"])
             if node.get("type") == "array":
                 assert "maxItems" in node, (name, node)
             for value in node.values():
