@@ -38,13 +38,12 @@ def line_pattern(min_length: int, max_length: int) -> str:
     return f"^{_CHAR}{{{max(0, min_length - 1)},{max_length - 1}}}{_LAST}$"
 
 
-def line_field(min_length: int, max_length: int, *, floor: int | None = None,
-               default: Any = ...) -> Any:
+def line_field(min_length: int, max_length: int, *, floor: int | None = None) -> Any:
     """A pydantic field for a line the teacher writes: the parser checks min_length and
     max_length; the schema asks the decoder for a line of floor (default: min_length) to
     max_length characters that does not end in a space."""
     lo = max(min_length, floor or 0)
-    return Field(default, min_length=min_length, max_length=max_length,
+    return Field(min_length=min_length, max_length=max_length,
                  json_schema_extra={"minLength": lo, "pattern": line_pattern(lo, max_length)})
 
 

@@ -5,7 +5,7 @@ import json
 import re
 
 import pytest
-from pydantic import ValidationError
+from pydantic import ValidationError, create_model
 
 from agents.fields import QUESTION_FLOOR, line_field, line_pattern
 from agents.flow import Question, Suggestions
@@ -55,8 +55,11 @@ def test_the_pattern_is_in_the_schema_only_and_the_parser_keeps_its_bounds():
     assert Question(question="What is it for? ").question == "What is it for? "
     with pytest.raises(ValidationError):
         Question(question="Too short")
-    field = line_field(5, 9, default="")
-    assert field.default == "" and field.json_schema_extra["pattern"] == line_pattern(5, 9)
+    Line = create_model("Line", text=(str, line_field(5, 9, floor=7)))
+    assert Line.model_json_schema()["properties"]["text"]["minLength"] == 7
+    assert Line(text="five ").text == "five "  # the floor and the pattern are the schema's only
+    with pytest.raises(ValidationError):
+        Line(text="ten chars!")
 
 
 @pytest.mark.parametrize("schema, path", [
