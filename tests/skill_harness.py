@@ -42,8 +42,12 @@ def schema_instance(schema: dict, words: list[str], root: dict | None = None,
             return schema_instance(schema[key][0], words, root, offset)
     kind = schema.get("type", "object")
     if kind == "object":
-        return {name: schema_instance(sub, words, root, offset + 7 * i)
-                for i, (name, sub) in enumerate(schema.get("properties", {}).items())}
+        value = {name: schema_instance(sub, words, root, offset + 7 * i)
+                 for i, (name, sub) in enumerate(schema.get("properties", {}).items())}
+        if isinstance(value.get("question"), str):  # a question field holds a question
+            hi = _resolve(schema["properties"]["question"], root).get("maxLength", 200)
+            value["question"] = value["question"][:hi - 1].rstrip() + "?"
+        return value
     if kind == "array":
         n = max(schema.get("minItems", 1), min(2, schema.get("maxItems", 2)))
         return [schema_instance(schema.get("items", {"type": "string"}), words, root,

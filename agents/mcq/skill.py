@@ -42,6 +42,21 @@ def check_options(task: Mcq) -> str | None:
     return None
 
 
+# how a stem that asks ends: a question mark, or an EXCEPT stem's colon or EXCEPT/NOT
+_ASKING_END = re.compile(r"(\?|:|\b(EXCEPT|NOT))\W*$")
+_CHOOSE = re.compile(r"^\W*(which|choose|select|identify|pick)\b", re.IGNORECASE)
+
+
+def check_stem(question: str) -> str | None:
+    """A stem asks something: it ends with a question mark (an EXCEPT stem with its colon or its
+    EXCEPT), or asks to choose ("Which of these is true", "Select the ..."). Half of the records
+    one 60-item mcq run kept were statements or fragments with four options under them ('facts
+    and definitions,', 'The system clock is, thus, set from ...'; bench/RESULTS.md, session 19)."""
+    if _ASKING_END.search(question) or _CHOOSE.match(question):
+        return None
+    return "not a question or request"
+
+
 def check_negative_form(task: Mcq, expects: str) -> str | None:
     if expects == "negative" and not NEGATION.search(task.question):
         return "EXCEPT/NOT question lacks the word EXCEPT or NOT"
@@ -69,7 +84,7 @@ class McqSkill(TaskSkill):
 
     def check_task(self, draft: Draft) -> str | None:
         task: Mcq = draft.task
-        return (super().check_task(draft) or check_options(task)
+        return (check_stem(task.question) or super().check_task(draft) or check_options(task)
                 or check_negative_form(task, draft.sub.expects))
 
     def answer_schema(self, draft: Draft) -> type[BaseModel]:
