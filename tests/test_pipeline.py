@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from agents.rag.validators import content_words
+from agents.rag.validators import check_question_specifics, content_words
 from agents.registry import load_skill
 from engine.config import RunConfig
 from engine.progress import Progress
@@ -46,6 +46,7 @@ DISTINCT = [
     "Summarize what George Stephenson did for early railways.",
     "How did the Liverpool and Manchester Railway differ from the Stockton and Darlington one?",
     "Is Arabica most of the world's coffee production?", "What are the two main coffee species?",
+    "Is Brazil the largest producer of coffee?",  # of a passage cut before "Arabica"
     "List what roasting does to coffee beans.",
     "Describe how coffee beans are roasted.",
     "What is the difference between Arabica and Robusta coffee?",
@@ -68,15 +69,17 @@ def of_its_type(prompt: str, question: str) -> bool:
 
 def on_topic_questions():
     """The next question of DISTINCT of the prompt's type that shares two subject words with its
-    passage: one the RAG cheap checks pass, so an item's outcome depends only on what a test
-    scripts."""
+    passage and names nothing it does not: one the RAG cheap checks pass, so an item's outcome
+    depends only on what a test scripts."""
     counter = itertools.count()
 
     def pick(prompt: str) -> str:
         words, start = content_words(prompt), next(counter)
         return next((q for k in range(len(DISTINCT))
                      if len(content_words(q := DISTINCT[(start + k) % len(DISTINCT)]) & words)
-                     >= 2 and of_its_type(prompt, q)), DISTINCT[start % len(DISTINCT)])
+                     >= 2 and of_its_type(prompt, q)
+                     and check_question_specifics(q, [prompt]) is None),
+                    DISTINCT[start % len(DISTINCT)])
     return pick
 
 
@@ -497,7 +500,7 @@ def test_a_known_duplicate_is_rejected_before_its_answer_is_paid_for(tmp_path):
     only check right after refinement and never reach the respond call."""
     corpus = write_corpus(tmp_path / "corpus", {"volcanoes.md": TOPICS["volcanoes.md"]})
     # contrived so that every type's form check (skill.toml `asks`) accepts it
-    question = ("Is Mount Tambora, unlike Etna, the volcano whose 1815 eruption in Indonesia "
+    question = ("Is Mount Tambora, unlike Fuji, the volcano whose 1815 eruption in Indonesia "
                 "you list and summarize, and how?")
     teacher = ScriptedTeacher(rag_replies(lambda p: question), slots=1)
     out = tmp_path / "out"

@@ -533,6 +533,33 @@ def test_an_answer_states_only_names_and_numbers_of_its_documents(answer, expect
     assert (found is None) == ok, found
 
 
+@pytest.mark.parametrize("question, ok", [
+    ("What steps in printing were made by a Chinese artisan in 1512?", False),  # 1040
+    ("Who was Benoît Guillillon?", False),
+    ("How can I configure Bi Sheng's type on a Windows system?", False),
+    ("What did Bi Sheng make around 1040?", True),
+    ("What did bi sheng make around ten-forty?", True),  # no names: nothing to check
+    ("Name 3 materials of movable type.", True),  # a count asked for
+    ("How many copies of the 42-line Bible were printed?", True),
+    ("When did Gutenberg print the 43-line Bible?", False),
+])
+def test_a_question_names_only_what_its_passages_state(question, ok):
+    passages = ["Around 1040 the Chinese artisan Bi Sheng made movable type from clay.",
+                "Gutenberg's 42-line Bible was printed around 1455."]
+    found = v.check_question_specifics(question, passages)
+    assert (found is None) == ok, found
+
+
+def test_only_an_answerable_question_must_name_what_its_passages_state():
+    skill = load_skill("rag")
+    passages = ["Around 1040 the Chinese artisan Bi Sheng made movable type from clay."]
+    question = "What did Bi Sheng make in Mainz in 1450?"
+    assert skill.check_instruction(question, passages, skill.spec.subcategory("single_fact")) \
+        == "question names or numbers what its passages do not"
+    assert skill.check_instruction(question, passages,
+                                   skill.spec.subcategory("unanswerable")) is None
+
+
 @pytest.mark.parametrize("raw, kept", [
     ("How long does a worker bee live? (A) 6 weeks (B) 1 year", "How long does a worker bee live?"),
     ("  Summarize   the bee\ntext.  ", "Summarize the bee text."),

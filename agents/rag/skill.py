@@ -57,7 +57,10 @@ class RagSkill(Skill):
 
     def check_instruction(self, instruction: str, passages: list[str],
                           sub: Subcategory) -> str | None:
+        # an unanswerable type's question asks what its passages do not say, names included
         return (v.check_question(instruction) or v.check_on_topic(instruction, passages)
+                or (v.check_question_specifics(instruction, passages) if sub.answerable
+                    else None)
                 or super().check_instruction(instruction, passages, sub))
 
     async def partners(self, ctx: FlowContext, seed: Chunk, count: int) -> list[Chunk]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -314,13 +314,9 @@ NUMBER_WORDS = {w: str(n) for n, w in enumerate(
     "eighty": "80", "ninety": "90", "hundred": "100", "thousand": "1000", "dozen": "12"}
 
 
-def check_specifics(answer: str, sources: list[str], expects: str | None = None) -> str | None:
-    """Every name and number an answer states is in its documents or its question (a number
-    also as a word: "ten gates" → 10): a small teacher wraps an invented date, place or version
-    in the documents' subject ("... occurred on October 25, 2014, in Dubai"), which passes a
-    cosine check on its topic words. A number may be computed from two it states that are
-    known ("opened in 1984 ... completed in 1997, so 13 years later"); a numeric answer's may be
-    computed from any two of the documents' numbers."""
+def _stated_in(sources: list[str]) -> tuple[Callable[[str], bool], str]:
+    """A test of whether a name or number is stated in `sources` (a number also as a word:
+    "ten gates" → 10), ignoring case."""
     source_text = _THOUSANDS.sub("", " ".join(sources)).lower()
     known = set(_TOKEN.findall(source_text))
     known |= {NUMBER_WORDS[w] for w in known & NUMBER_WORDS.keys()}
@@ -329,7 +325,17 @@ def check_specifics(answer: str, sources: list[str], expects: str | None = None)
         word = token.lower()
         return word in known or bool(
             re.search(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", source_text))
+    return stated, source_text
 
+
+def check_specifics(answer: str, sources: list[str], expects: str | None = None) -> str | None:
+    """Every name and number an answer states is in its documents or its question (a number
+    also as a word: "ten gates" → 10): a small teacher wraps an invented date, place or version
+    in the documents' subject ("... occurred on October 25, 2014, in Dubai"), which passes a
+    cosine check on its topic words. A number may be computed from two it states that are
+    known ("opened in 1984 ... completed in 1997, so 13 years later"); a numeric answer's may be
+    computed from any two of the documents' numbers."""
+    stated, source_text = _stated_in(sources)
     said = specifics(answer)
     missing = [t for t in said if not stated(t)]
     if missing:
@@ -339,6 +345,24 @@ def check_specifics(answer: str, sources: list[str], expects: str | None = None)
         missing = [t for t in missing if not (_NUMBER.fullmatch(t) and _computed(t, operands))]
     if missing:
         return "answer states names or numbers its documents do not"
+    return None
+
+
+_COUNT = re.compile(r"[1-9]|10")  # "Name 3 commands ...": a count asked for, not a fact
+
+
+def check_question_specifics(question: str, passages: list[str]) -> str | None:
+    """A question of an answerable type names only what its passages state. The teacher
+    invents a date or a name and asks about it ("What steps in printing a Bible were made by a
+    Chinese artisan in 1512?" of a passage with 1040; "Is heapq implemented in Python 3.10, or
+    in 1.1.1.1.1?"), and its answer may then repeat the invention, since an answer may name
+    what its question names. Of 354 answerable records kept by earlier runs it rejects 36, each
+    naming an invention ("Benoît Guillillon", "removable hard Drinks", "a 2013-2020 edition")
+    or what the passage never mentions ("on a Windows system"). A small count is left alone
+    ("List 3 ...")."""
+    stated, _ = _stated_in(passages)
+    if any(not stated(t) for t in specifics(question) if not _COUNT.fullmatch(t)):
+        return "question names or numbers what its passages do not"
     return None
 
 
