@@ -21,6 +21,13 @@ evaluated prompt tokens (what the prompt cache did not serve): the marginal yiel
 again, to set against a new item's tokens per accepted record. Then, per reason an attempt was
 rejected for, how many of the answers rejected for it were accepted at a later attempt: a reason
 after which asking again never pays would end its item at once.
+
+    python bench/respond_yield.py --documents 3 [--items 80] [--seed 1]
+
+answers every question twice with the demonstrations on: once with the engine's
+`retrieval_k` documents in the prompt, once with 3 (the question's own passages always among
+them); the same split as above, then k / default: what a shorter answer prompt saves in
+evaluated prompt tokens, against what it does to the answers accepted.
 """
 
 from __future__ import annotations
@@ -67,7 +74,7 @@ async def question(skill, ctx: FlowContext, item) -> tuple[str, str, list] | Non
 
 
 async def answer(skill, ctx: FlowContext, item, asked: str, type_: str, sources: list
-                 ) -> tuple[bool, Trace, list[tuple[int, bool]]]:
+                 ) -> tuple[bool, Trace, list[Judged]]:
     sub = skill.spec.subcategory(type_)
     documents = await skill.retrieve(ctx, asked, sources, random.Random(item.seed))
     user_turn = skill.render("user_turn.j2", documents=documents, question=asked)
@@ -91,7 +98,11 @@ async def main() -> None:
                     "temporary one)")
     ap.add_argument("--attempts", type=int, help="answer each question once (demonstrations "
                     "on) with up to this many attempts and print the yield of each attempt")
+    ap.add_argument("--documents", type=int, help="compare the engine's retrieval_k documents "
+                    "per answer prompt with this many (demonstrations on both sides)")
     args = ap.parse_args()
+    if args.attempts and args.documents:
+        raise SystemExit("--attempts and --documents are separate comparisons: give one")
 
     on = load_skill("rag")
     record_attempts(on)
@@ -114,6 +125,15 @@ async def main() -> None:
                                 say=lambda m: None) as teacher:
             ctx = FlowContext(teacher=teacher, index=index, settings=FlowSettings(
                 **({"answer_retries": args.attempts - 1} if args.attempts else {})))
+            if args.attempts:
+                sides = {"on": (on, ctx)}
+            elif args.documents:
+                fewer = FlowContext(teacher=teacher, index=index,
+                                    settings=FlowSettings(retrieval_k=args.documents))
+                sides = {f"k={ctx.settings.retrieval_k}": (on, ctx),
+                         f"k={args.documents}": (on, fewer)}
+            else:
+                sides = {"on": (on, ctx), "off": (off, ctx)}
             limit = asyncio.Semaphore(8)  # 2 × slots steps in flight
 
             async def ask(item):
@@ -122,11 +142,10 @@ async def main() -> None:
 
             started = time.perf_counter()
             asked = [(i, q) for i, q in await asyncio.gather(*map(ask, items)) if q]
-            sides = {"on": on} if args.attempts else {"on": on, "off": off}
 
             async def run(name, item, q):
                 async with limit:
-                    return name, *await answer(sides[name], ctx, item, *q)
+                    return name, *await answer(*sides[name], item, *q)
 
             answering = time.perf_counter()
             done = await asyncio.gather(*(run(n, i, q) for i, q in asked for n in sides))
@@ -155,11 +174,14 @@ async def main() -> None:
               f"({evaluated / max(1, passed):.0f} per accepted answer)")
         print("      asked again / ended: " + "; ".join(
             f"{k} ×{n}" for k, n in why.most_common(8)))
-    (p_on, t_on, e_on), (p_off, t_off, e_off) = result["on"], result["off"]
+    # the ratio of the change to what it is set against: demonstrations on / off (the engine
+    # shows them), fewer documents / the engine's retrieval_k
+    base, change = reversed(result) if not args.documents else result
+    (p_b, t_b, e_b), (p_c, t_c, e_c) = result[base], result[change]
     per = lambda x, p: x / max(1, p)  # noqa: E731
-    print(f"on / off: answers accepted {p_on / max(1, p_off):.2f}x, completion tokens per "
-          f"accepted answer {per(t_on, p_on) / max(1e-9, per(t_off, p_off)):.2f}x, evaluated "
-          f"prompt tokens per accepted answer {per(e_on, p_on) / max(1e-9, per(e_off, p_off)):.2f}x")
+    print(f"{change} / {base}: answers accepted {p_c / max(1, p_b):.2f}x, completion tokens per "
+          f"accepted answer {per(t_c, p_c) / max(1e-9, per(t_b, p_b)):.2f}x, evaluated prompt "
+          f"tokens per accepted answer {per(e_c, p_c) / max(1e-9, per(e_b, p_b)):.2f}x")
 
 
 # the current item's trace, and each judged attempt of its answer: (respond completion tokens
