@@ -44,7 +44,10 @@ class FlowSettings(BaseModel):
     answer_retries: int = Field(3, ge=0, le=5, description="rag: an answer its validators reject "
                                 "(form, grounding, refusal) is asked again this many times")
     per_chunk: int = Field(2, ge=1, le=50, description="instructions planned per seed chunk in a row")
-    retrieval_k: int = Field(4, ge=1, le=20)
+    # 3, not 4: the same answers accepted for 0.68x the answer prompt's evaluated tokens
+    # (bench/respond_yield.py --documents, bench/RESULTS.md session 20)
+    retrieval_k: int = Field(3, ge=1, le=20, description="documents in each RAG answer prompt, "
+                             "the question's own passages among them")
     round_trip_k: int = Field(10, ge=0, le=200, description="round-trip filter depth; 0 = off")
     round_trip_skills: list[str] | None = Field(
         None, description="skills the round-trip filter applies to (default: skill.toml's flag)")

@@ -115,7 +115,12 @@ async def main() -> None:
           f"items, "
           f"seed {args.seed}, {elapsed:.0f} s" + (" for both sides" if len(sides) > 1 else ""))
     if args.attempts:
-        return print_attempts([(ok, t) for _, ok, t in done], args.attempts)
+        print_attempts([(ok, t) for _, ok, t in done], args.attempts)
+        why = Counter()
+        for _, _, t in done:
+            why.update(t.usage.retried)
+        return print("asked again / ended: " + "; ".join(f"{k} ×{n}" for k, n in
+                                                        why.most_common(12)))
     result = {}
     for name in sides:
         runs = [(ok, t) for n, ok, t in done if n == name]

@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--refine-rounds", type=int, default=1, help="suggester → editor rounds")
     f.add_argument("--per-chunk", type=int, default=2, help="instructions planned per seed chunk "
                    "in a row (prompt-cache reuse)")
-    f.add_argument("--retrieval-k", type=int, default=4, help="documents in each RAG user turn")
+    f.add_argument("--retrieval-k", type=int, default=3, help="documents in each RAG user turn "
+                   "(the question's own passages among them)")
     f.add_argument("--round-trip-k", type=int, default=10, help="retrieval round-trip filter: "
                    "an instruction must retrieve its own seed chunk in the top K (0: off)")
     f.add_argument("--round-trip-skills", help="comma-separated skills the round-trip filter "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable, Sequence
 
 from models import ChatMessage, Completion
@@ -60,10 +61,11 @@ def rag_replies(question_for: Callable[[str], str] | None = None):
             return json.dumps({"answerable": False, "citations": [],
                                "answer": "The documents do not contain the answer to this."})
         if "answerable" in props:
-            # answer with words of document [1] and cite it: grounded by construction
-            body = prompt.split("Document [1]", 1)[1].split("\n", 1)[1]
-            return json.dumps({"answerable": True, "answer": " ".join(body.split()[:12]),
-                               "citations": [1]})
+            # answer with words of the document nearest the question and cite it: grounded and
+            # on the question by construction, wherever retrieval and shuffling put it
+            n, text = nearest_document(prompt)
+            return json.dumps({"answerable": True, "answer": " ".join(text.split()[:12]),
+                               "citations": [n]})
         if "text" in props:
             return json.dumps({"text": prompt[-300:]})
         if "\nRewrite the question" in prompt:  # the editor keeps the question as it is
@@ -72,6 +74,20 @@ def rag_replies(question_for: Callable[[str], str] | None = None):
         return json.dumps({"question": question})
 
     return reply
+
+
+_DOCUMENT = re.compile(r"^Document \[(\d+)\] \([^)\n]*\):\n", re.MULTILINE)
+
+
+def nearest_document(prompt: str) -> tuple[int, str]:
+    """The number and text of the answer prompt's document that shares most words with its
+    question (the first of those tied)."""
+    documents, question = prompt.split("\nQuestion: ", 1)
+    words = lambda text: set(re.findall(r"[a-z0-9]+", text.lower()))  # noqa: E731
+    parts = _DOCUMENT.split(documents)[1:]  # number, text, number, text, ...
+    found = [(int(parts[i]), parts[i + 1].strip()) for i in range(0, len(parts), 2)]
+    asked = words(question.split("\n", 1)[0])
+    return max(found, key=lambda d: (len(asked & words(d[1])), -d[0]))
 
 
 def answers_yes(base):
