@@ -520,6 +520,8 @@ def test_specifics_are_the_names_and_numbers_a_text_states():
     # a numeric answer may state what it computed from the documents' numbers
     ("It ran for 12 years.", "number", True),
     ("It ran for 13 years.", "number", False),
+    ("It ran for 1,010 years.", "number", True),  # 1000 + 10, computed
+    ("It ran for 1,013 years.", "number", False),  # within 1% of 1,010, but not computed
     ("It ran for 12 years.", "sentence", False),  # computed from numbers it does not state
     ("It opened in 1990 and closed in 2002, 12 years later.", "sentence", True),
     ("At least 11 died.", "sentence", True),  # the question's "eleven"
