@@ -116,30 +116,30 @@ async def main() -> None:
           f"seed {args.seed}, {elapsed:.0f} s" + (" for both sides" if len(sides) > 1 else ""))
     if args.attempts:
         print_attempts([(ok, t) for _, ok, t in done], args.attempts)
-        why = Counter()
-        for _, _, t in done:
-            why.update(t.usage.retried)
-        return print("asked again / ended: " + "; ".join(f"{k} ×{n}" for k, n in
-                                                        why.most_common(12)))
+        return print("asked again / ended: " + reasons([t for _, _, t in done], 12))
     result = {}
     for name in sides:
         runs = [(ok, t) for n, ok, t in done if n == name]
         passed = sum(ok for ok, _ in runs)
         tokens = sum(t.usage.completion_tokens for _, t in runs)
         calls = sum(t.usage.calls for _, t in runs)
-        why = Counter()
-        for _, t in runs:
-            why.update(t.usage.retried)
         result[name] = passed, tokens
         retyped = sum(ok and is_retyped(t) for ok, t in runs)
         print(f"{name:>4}: {passed}/{len(runs)} questions passed ({passed / len(runs):.0%}; "
               f"{retyped} of them retyped), {calls} calls, {tokens} completion tokens, "
               f"{tokens / max(1, passed):.0f} per passing question")
-        print("      asked again / ended: " + "; ".join(
-            f"{k} ×{n}" for k, n in why.most_common(8)))
+        print("      asked again / ended: " + reasons([t for _, t in runs], 8))
     (p_on, t_on), (p_off, t_off) = result["on"], result["off"]
     print(f"on / off: questions passed {p_on / max(1, p_off):.2f}x, completion tokens per passing "
           f"question {(t_on / max(1, p_on)) / max(1e-9, t_off / max(1, p_off)):.2f}x")
+
+
+def reasons(traces: list[Trace], top: int) -> str:
+    """The `top` reasons questions were asked again or ended for, with their counts."""
+    why = Counter()
+    for trace in traces:
+        why.update(trace.usage.retried)
+    return "; ".join(f"{k} ×{n}" for k, n in why.most_common(top))
 
 
 def print_attempts(runs: list[tuple[bool, Trace]], attempts: int) -> None:
