@@ -422,6 +422,27 @@ def test_a_title_line_of_its_document_is_not_an_answer():
                                [page]) is None
 
 
+def test_an_answer_that_says_a_phrase_three_times_is_a_loop():
+    # kept by a real run: each turn reworded, so neither the trigram nor the sentence check fires
+    padded = ("The package is a collection of packages that are installed in a single step, and "
+              "is a meta-package that is installed by dpkg and apt. It is a collection of "
+              "packages that is installed by the package-building system, and is a meta-package. "
+              "It is a meta-package that is built by the package-building system. It is a "
+              "meta-package that contains a collection of packages.")
+    assert v.check_repetition(padded) is None
+    assert v.check_repeated_sentence(padded) is None
+    assert v.check_looping(padded) == "answer repeats a phrase"
+    # twice is not a loop: an answer may name its subject's phrase again
+    twice = ("The preseed file answers the installer's questions. Put the preseed file on the "
+             "boot media, or give its URL as a boot parameter.")
+    assert v.check_looping(twice) is None
+    # a word said many times inside different phrases is not a loop either
+    assert v.check_looping("Debian stable gets updates, Debian testing gets newer packages, and "
+                           "Debian unstable gets the newest ones.") is None
+    assert v.check_looping("lightweight, lightweight, lightweight, lightweight, lightweight, "
+                           "lightweight") == "answer repeats a phrase"
+
+
 def test_an_answer_that_repeats_a_sentence_or_is_cut_off_is_caught():
     twice = ("The firewall script filters traffic by default. It is a command-line tool that "
              "controls network devices. It is a command-line tool that controls network devices.")

@@ -205,6 +205,7 @@ class RagSkill(Skill):
                            or v.check_echo(verdict.answer)
                            or v.check_repetition(verdict.answer)
                            or v.check_repeated_sentence(verdict.answer)
+                           or v.check_looping(verdict.answer)
                            or v.check_complete(verdict.answer, ANSWER_CHARS
                                                if sub.answerable else REFUSAL_CHARS)
                            or v.check_specifics(verdict.answer,
