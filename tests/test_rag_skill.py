@@ -527,33 +527,44 @@ def test_specifics_are_the_names_and_numbers_a_text_states():
                                  "v1.1.0", "Foo"]
 
 
-@pytest.mark.parametrize("answer, expects, ok", [
+@pytest.mark.parametrize("answer, ok", [
     # each seen accepted (cosine or lexical support enough) before this check
     ("The documents do not provide information about the docker 5.0 explosion, which occurred "
-     "on October 25, 2014, in the city of Dubai.", None, False),
-    ("The IPv6 protocol, introduced in 2014, routes packets.", "sentence", False),
-    ("Knoppix is a Linux distribution with a Windows-based desktop.", "sentence", False),
-    ("This answer is not available in JSON format.", None, False),
+     "on October 25, 2014, in the city of Dubai.", False),
+    ("The IPv6 protocol, introduced in 2014, routes packets.", False),
+    ("Knoppix is a Linux distribution with a Windows-based desktop.", False),
+    ("This answer is not available in JSON format.", False),
     # what the documents or the question name, however written
-    ("Knoppix runs from a CD-ROM on Linux, written by Klaus Knopper.", "sentence", True),
-    ("About 1,000 packages, since Debian 10.", "number", True),
-    ("The docker 5.0 explosion is not in the documents.", None, True),
-    # a numeric answer may state what it computed from the documents' numbers
-    ("It ran for 12 years.", "number", True),
-    ("It ran for 13 years.", "number", False),
-    ("It ran for 1,010 years.", "number", True),  # 1000 + 10, computed
-    ("It ran for 1,013 years.", "number", False),  # within 1% of 1,010, but not computed
-    ("It ran for 12 years.", "sentence", False),  # computed from numbers it does not state
-    ("It opened in 1990 and closed in 2002, 12 years later.", "sentence", True),
-    ("At least 11 died.", "sentence", True),  # the question's "eleven"
-    ("At least 14 died.", "sentence", False),
+    ("Knoppix runs from a CD-ROM on Linux, written by Klaus Knopper.", True),
+    ("About 1,000 packages, since Debian 10.", True),
+    ("The docker 5.0 explosion is not in the documents.", True),
+    # a number computed from two the record shows, to the precision it is written with
+    ("It opened in 1990 and closed in 2002, 12 years later.", True),
+    ("It opened in 1990 and closed in 2002, 13 years later.", False),
+    ("Debian 10 ships 1,000 packages, 1,010 with ten more.", True),  # 1000 + 10
+    ("Debian 10 ships 1,000 packages, 1,013 with ten more.", False),  # within 1%, not computed
+    # not from numbers only the documents state: among a document's numbers some pair sums to
+    # almost any small count ("The firewall limits 12 ports", kept by a real run, invented)
+    ("It ran for 12 years.", False),
+    ("At least 11 died.", True),  # the question's "eleven"
+    ("At least 14 died.", False),
 ])
-def test_an_answer_states_only_names_and_numbers_of_its_documents(answer, expects, ok):
+def test_an_answer_states_only_names_and_numbers_of_its_documents(answer, ok):
     documents = ["Knoppix, by Klaus Knopper, boots Linux from a CD-ROM. Debian 10 ships 1000 "
                  "packages. The line opened in 1990 and closed in 2002."]
     question = "How many people died in the docker 5.0 explosion, eleven or more?"
-    found = v.check_specifics(answer, [question, *documents], expects)
+    found = v.check_specifics(answer, [question, *documents], question)
     assert (found is None) == ok, found
+
+
+@pytest.mark.parametrize("answer, ok", [("12 years.", True), ("It ran for 13 years.", False)])
+def test_a_number_may_be_computed_from_the_question_s_numbers(answer, ok):
+    documents = ["The line opened in 1990 and closed in 2002."]
+    question = "How many years did the line run, from 1990 to 2002?"
+    assert (v.check_specifics(answer, [question, *documents], question) is None) == ok
+    # the same answer to a question that shows no numbers computes from nothing it shows
+    plain = "How many years did the line run?"
+    assert v.check_specifics("12 years.", [plain, *documents], plain) is not None
 
 
 @pytest.mark.parametrize("question, ok", [

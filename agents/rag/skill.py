@@ -210,7 +210,7 @@ class RagSkill(Skill):
                                                if sub.answerable else REFUSAL_CHARS)
                            or v.check_specifics(verdict.answer,
                                                 [question, *(d.text for d in documents)],
-                                                sub.expects))
+                                                question))
         if verdict.problem or not sub.answerable:
             verdict.problem = verdict.problem or v.check_refusal(verdict.answer)
             return verdict

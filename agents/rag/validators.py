@@ -349,20 +349,23 @@ def _stated_in(sources: list[str]) -> tuple[Callable[[str], bool], str]:
     return stated, source_text
 
 
-def check_specifics(answer: str, sources: list[str], expects: str | None = None) -> str | None:
+def check_specifics(answer: str, sources: list[str], shown: str = "") -> str | None:
     """Every name and number an answer states is in its documents or its question (a number
     also as a word: "ten gates" → 10): a small teacher wraps an invented date, place or version
     in the documents' subject ("... occurred on October 25, 2014, in Dubai"), which passes a
-    cosine check on its topic words. A number may be computed from two it states that are
-    known ("opened in 1984 ... completed in 1997, so 13 years later"); a numeric answer's may be
-    computed from any two of the documents' numbers."""
-    stated, source_text = _stated_in(sources)
+    cosine check on its topic words. A number may be computed from two known numbers that the
+    record shows, in the answer or in `shown` (its question, a calculation it shows): "opened in
+    1984 ... completed in 1997, so 13 years later"; "How long from 1990 to 2002?" → "12 years".
+    Not from any two of the documents' numbers, as numeric answers once could: some pair of a
+    document's many numbers sums to almost any small count, and the numeric answers kept that
+    way by earlier runs were all invented ("The firewall limits 12 ports", "14 books";
+    bench/RESULTS.md, session 21)."""
+    stated, _ = _stated_in(sources)
     said = specifics(answer)
     missing = [t for t in said if not stated(t)]
     if missing:
-        pool = _NUMBER.findall(source_text) if expects == "number" else \
-            [t for t in said if _NUMBER.fullmatch(t) and stated(t)]
-        operands = {float(n) for n in pool}
+        known = [t for t in said if _NUMBER.fullmatch(t) and stated(t)]
+        operands = {float(n) for n in known + _NUMBER.findall(_THOUSANDS.sub("", shown))}
         missing = [t for t in missing if not (_NUMBER.fullmatch(t) and _computed(t, operands))]
     if missing:
         return "answer states names or numbers its documents do not"

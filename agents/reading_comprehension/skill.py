@@ -269,6 +269,8 @@ class ReadingComprehensionSkill(TaskSkill):
         if problem := check_repetition(text):
             return problem
         sources = [draft.passage, task.question]  # the passage the student sees, edited or not
+        # what a number of the answer may be computed from: the record shows both
+        shown = task.question + (f" {draft.answer.calculation}" if expects == "number" else "")
         if expects == "refusal":
             return v.check_refuses(text) or check_specifics(text, sources)
         if expects == "choice":
@@ -302,7 +304,7 @@ class ReadingComprehensionSkill(TaskSkill):
         else:
             draft.scores["lexical_support"] = lexical_support(body, [draft.passage])
             if problem := (v.check_grounding(draft.scores["lexical_support"], p.min_support)
-                           or check_specifics(body, sources, expects)):
+                           or check_specifics(body, sources, shown)):
                 return problem
         if expects in NOVEL and (problem := check_adds_information(task.question, body)):
             return problem
