@@ -28,6 +28,12 @@ answers every question twice with the demonstrations on: once with the engine's
 `retrieval_k` documents in the prompt, once with 3 (the question's own passages always among
 them); the same split as above, then k / default: what a shorter answer prompt saves in
 evaluated prompt tokens, against what it does to the answers accepted.
+
+    python bench/respond_yield.py --sampling dry_allowed_length=3 [--items 80] [--seed 1]
+
+answers every question twice with the demonstrations on: once with the engine's sampler
+settings, once with them updated by the given ones (`--sampling`'s syntax), on the same server;
+then changed / engine, and per side the answers that loop (a validator's reason with "repeat").
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextvars
+import copy
 import os
 import platform
 import random
@@ -53,6 +60,7 @@ from agents.items import Rejected  # noqa: E402
 from agents.rag.anchors import pick_anchor  # noqa: E402
 from agents.registry import load_skill  # noqa: E402
 from models import TeacherSettings, open_teacher  # noqa: E402
+from models.sampling import parse_sampling  # noqa: E402
 from retrieval import CorpusIndex, Embedder  # noqa: E402
 
 
@@ -100,9 +108,12 @@ async def main() -> None:
                     "on) with up to this many attempts and print the yield of each attempt")
     ap.add_argument("--documents", type=int, help="compare the engine's retrieval_k documents "
                     "per answer prompt with this many (demonstrations on both sides)")
+    ap.add_argument("--sampling", type=parse_sampling, help="compare the engine's sampler "
+                    "settings with them updated by these (KEY=NUMBER,...), demonstrations on")
     args = ap.parse_args()
-    if args.attempts and args.documents:
-        raise SystemExit("--attempts and --documents are separate comparisons: give one")
+    if sum(map(bool, (args.attempts, args.documents, args.sampling))) > 1:
+        raise SystemExit("--attempts, --documents and --sampling are separate comparisons: "
+                         "give one")
 
     on = load_skill("rag")
     record_attempts(on)
@@ -132,6 +143,14 @@ async def main() -> None:
                                     settings=FlowSettings(retrieval_k=args.documents))
                 sides = {f"k={ctx.settings.retrieval_k}": (on, ctx),
                          f"k={args.documents}": (on, fewer)}
+            elif args.sampling:
+                # a second client on the same server and session limit, other sampler settings
+                changed = copy.copy(teacher)
+                changed.sampling = {**teacher.sampling, **args.sampling}
+                sides = {"engine": (on, ctx), "changed": (on, FlowContext(
+                    teacher=changed, index=index, settings=ctx.settings))}
+                print("changed sampler: " + ", ".join(f"{k}={v}" for k, v in
+                                                      changed.sampling.items()))
             else:
                 sides = {"on": (on, ctx), "off": (off, ctx)}
             limit = asyncio.Semaphore(8)  # 2 × slots steps in flight
@@ -168,15 +187,17 @@ async def main() -> None:
         for _, t in runs:
             why.update(t.usage.retried)
         result[name] = passed, tokens, evaluated
+        loops = sum(n for k, n in why.items() if "repeat" in k or "repetition" in k)
         print(f"{name:>4}: {passed}/{len(runs)} answers accepted ({passed / max(1, len(runs)):.0%}), "
               f"{calls} calls, {tokens} completion tokens ({tokens / max(1, passed):.0f} per "
               f"accepted answer), {evaluated} evaluated prompt tokens "
-              f"({evaluated / max(1, passed):.0f} per accepted answer)")
+              f"({evaluated / max(1, passed):.0f} per accepted answer)"
+              + (f", {loops} answers that repeat themselves" if args.sampling else ""))
         print("      asked again / ended: " + "; ".join(
             f"{k} ×{n}" for k, n in why.most_common(8)))
     # the ratio of the change to what it is set against: demonstrations on / off (the engine
     # shows them), fewer documents / the engine's retrieval_k
-    base, change = reversed(result) if not args.documents else result
+    base, change = result if args.documents or args.sampling else reversed(result)
     (p_b, t_b, e_b), (p_c, t_c, e_c) = result[base], result[change]
     per = lambda x, p: x / max(1, p)  # noqa: E731
     print(f"{change} / {base}: answers accepted {p_c / max(1, p_b):.2f}x, completion tokens per "
