@@ -34,6 +34,13 @@ evaluated prompt tokens, against what it does to the answers accepted.
 answers every question twice with the demonstrations on: once with the engine's sampler
 settings, once with them updated by the given ones (`--sampling`'s syntax), on the same server;
 then changed / engine, and per side the answers that loop (a validator's reason with "repeat").
+
+    python bench/respond_yield.py --answer-temperature 0.7 [--items 80] [--seed 1]
+
+the same, with the first attempt's temperature (FlowSettings.answer_temperature) changed
+instead. In both modes the changed side's answer is asked right after the engine side's, with
+the same documents: the server's prompt cache serves it most of its prompt, so compare the
+answers and completion tokens, not the evaluated prompt tokens.
 """
 
 from __future__ import annotations
@@ -110,10 +117,13 @@ async def main() -> None:
                     "per answer prompt with this many (demonstrations on both sides)")
     ap.add_argument("--sampling", type=parse_sampling, help="compare the engine's sampler "
                     "settings with them updated by these (KEY=NUMBER,...), demonstrations on")
+    ap.add_argument("--answer-temperature", type=float, help="compare the engine's first-attempt "
+                    "answer temperature with this one, demonstrations on")
     args = ap.parse_args()
-    if sum(map(bool, (args.attempts, args.documents, args.sampling))) > 1:
-        raise SystemExit("--attempts, --documents and --sampling are separate comparisons: "
-                         "give one")
+    changes = (args.attempts, args.documents, args.sampling, args.answer_temperature is not None)
+    if sum(map(bool, changes)) > 1:
+        raise SystemExit("--attempts, --documents, --sampling and --answer-temperature are "
+                         "separate comparisons: give one")
 
     on = load_skill("rag")
     record_attempts(on)
@@ -136,6 +146,7 @@ async def main() -> None:
                                 say=lambda m: None) as teacher:
             ctx = FlowContext(teacher=teacher, index=index, settings=FlowSettings(
                 **({"answer_retries": args.attempts - 1} if args.attempts else {})))
+            clients = []  # second clients of the same server, closed with it
             if args.attempts:
                 sides = {"on": (on, ctx)}
             elif args.documents:
@@ -147,10 +158,17 @@ async def main() -> None:
                 # a second client on the same server and session limit, other sampler settings
                 changed = copy.copy(teacher)
                 changed.sampling = {**teacher.sampling, **args.sampling}
+                clients.append(changed)
                 sides = {"engine": (on, ctx), "changed": (on, FlowContext(
                     teacher=changed, index=index, settings=ctx.settings))}
                 print("changed sampler: " + ", ".join(f"{k}={v}" for k, v in
                                                       changed.sampling.items()))
+            elif args.answer_temperature is not None:
+                sides = {"engine": (on, ctx), "changed": (on, FlowContext(
+                    teacher=teacher, index=index, settings=ctx.settings.model_copy(
+                        update={"answer_temperature": args.answer_temperature})))}
+                print(f"answer temperature {ctx.settings.answer_temperature} → "
+                      f"{args.answer_temperature}")
             else:
                 sides = {"on": (on, ctx), "off": (off, ctx)}
             limit = asyncio.Semaphore(8)  # 2 × slots steps in flight
@@ -169,6 +187,8 @@ async def main() -> None:
             answering = time.perf_counter()
             done = await asyncio.gather(*(run(n, i, q) for i, q in asked for n in sides))
             elapsed = time.perf_counter() - answering
+            for client in clients:
+                await client.aclose()
 
     print(f"machine: {os.cpu_count()} cores {platform.machine()}, Python "
           f"{platform.python_version()}, load {os.getloadavg()[0]:.1f}; {len(items)} RAG items, "
@@ -192,12 +212,12 @@ async def main() -> None:
               f"{calls} calls, {tokens} completion tokens ({tokens / max(1, passed):.0f} per "
               f"accepted answer), {evaluated} evaluated prompt tokens "
               f"({evaluated / max(1, passed):.0f} per accepted answer)"
-              + (f", {loops} answers that repeat themselves" if args.sampling else ""))
+              + (f", {loops} answers that repeat themselves" if changes[2] or changes[3] else ""))
         print("      asked again / ended: " + "; ".join(
             f"{k} ×{n}" for k, n in why.most_common(8)))
     # the ratio of the change to what it is set against: demonstrations on / off (the engine
     # shows them), fewer documents / the engine's retrieval_k
-    base, change = result if args.documents or args.sampling else reversed(result)
+    base, change = result if any(changes[1:]) else reversed(result)
     (p_b, t_b, e_b), (p_c, t_c, e_c) = result[base], result[change]
     per = lambda x, p: x / max(1, p)  # noqa: E731
     print(f"{change} / {base}: answers accepted {p_c / max(1, p_b):.2f}x, completion tokens per "
