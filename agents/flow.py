@@ -38,7 +38,9 @@ class FlowSettings(BaseModel):
     refine_rounds: int = Field(1, ge=0, le=5)
     max_tokens: int = Field(320, ge=32)
     temperature: float = Field(0.7, ge=0, le=2, description="for writing instructions")
-    answer_temperature: float = Field(0.2, ge=0, le=2, description="for the teacher's answers")
+    answer_temperature: float | None = Field(
+        None, ge=0, le=2, description="for the teacher's answers (default: the skill's own, "
+        "skill.toml answer_temperature)")
     reply_retries: int = Field(2, ge=0, le=10, description="a reply that does not parse or "
                                "fails its stage's cheap checks is asked again this many times")
     answer_retries: int = Field(3, ge=0, le=5, description="rag: an answer its validators reject "
@@ -236,6 +238,11 @@ class Skill:
                         seed_chunk_id=chunk.id, seed=rng.randrange(2**31))
 
     # -- teacher calls ----------------------------------------------------------------------
+
+    def answer_temperature(self, ctx: FlowContext) -> float:
+        """The temperature of the teacher's answers: the run's setting, else the skill's own."""
+        run = ctx.settings.answer_temperature
+        return self.spec.answer_temperature if run is None else run
 
     async def ask(self, ctx: FlowContext, trace: Trace, stage: str, prompt: str, output: type[T],
                   seed: int, system: str | None = None, temperature: float | None = None,

@@ -94,6 +94,8 @@ class SkillSpec(BaseModel):
     tools: list[Literal["calculator", "python", "search"]] = Field(
         default_factory=list, description="tools the teacher may call while answering")
     multi_turn: bool = False
+    answer_temperature: float = Field(0.2, ge=0, le=2, description="the temperature of the "
+                                      "teacher's answers unless the run sets one")
     round_trip: bool = Field(False, description="retrieval round-trip filter on by default: the "
                              "instruction must retrieve its own seed chunk")
     transform_fallback: bool = Field(

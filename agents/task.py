@@ -219,7 +219,7 @@ class TaskSkill(Skill):
             async def ask_step(text: str, model: type[BaseModel], step: int) -> BaseModel:
                 return await self.ask(ctx, trace, "tool_call", text, model,
                                       draft.item.seed + 331 * (step + 1),
-                                      temperature=ctx.settings.answer_temperature)
+                                      temperature=self.answer_temperature(ctx))
 
             draft.tool_results = await run_tool_loop(ask_step, prompt, tools,
                                                      ctx.settings.tool_steps)
@@ -229,7 +229,7 @@ class TaskSkill(Skill):
                 prompt += "\n\n" + observations_text(draft.tool_results)
         draft.answer = await self.ask(ctx, trace, "respond", prompt, self.answer_schema(draft),
                                       draft.item.seed + 7, system=self.spec.system_prompt or None,
-                                      temperature=ctx.settings.answer_temperature)
+                                      temperature=self.answer_temperature(ctx))
 
     def candidate(self, ctx: FlowContext, draft: Draft, trace: Trace) -> Candidate:
         refinements = [s for s in trace.steps if s["step"] == "refine"]

@@ -167,7 +167,7 @@ async def main() -> None:
                 sides = {"engine": (on, ctx), "changed": (on, FlowContext(
                     teacher=teacher, index=index, settings=ctx.settings.model_copy(
                         update={"answer_temperature": args.answer_temperature})))}
-                print(f"answer temperature {ctx.settings.answer_temperature} → "
+                print(f"answer temperature {on.answer_temperature(ctx)} → "
                       f"{args.answer_temperature}")
             else:
                 sides = {"on": (on, ctx), "off": (off, ctx)}

@@ -18,6 +18,7 @@ class ScriptedTeacher:
         self.reply = reply
         self.slots = slots
         self.prompts: list[list[ChatMessage]] = []
+        self.temperatures: list[float] = []  # each call's, in the order of `prompts`
         self.seed: int | None = None  # the seed of the call being answered, for `reply` to read
         self.in_flight = 0
         self.max_in_flight = 0
@@ -29,6 +30,7 @@ class ScriptedTeacher:
                    seed: int | None = None, stop: Sequence[str] = ()) -> Completion:
         async with self._limit:
             self.prompts.append(list(messages))
+            self.temperatures.append(temperature)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:

@@ -220,6 +220,27 @@ def run_on_bees(index, teacher, subcategory: str, refine_rounds: int) -> Candida
     return asyncio.run(load_skill("rag").run(ctx, item))
 
 
+@pytest.mark.parametrize("run_sets", [None, 0.3])
+def test_answers_are_asked_at_the_skill_s_temperature_unless_the_run_sets_one(topic_index,
+                                                                              run_sets):
+    """rag's skill.toml sets its own (measured: fewer answers that loop); the other skills keep
+    the default; a run's setting wins over both."""
+    rag = load_skill("rag")
+    assert rag.spec.answer_temperature != load_skill("mcq").spec.answer_temperature
+    teacher = ScriptedTeacher(answers_yes(rag_replies(
+        lambda prompt: "Does a honey bee colony have a single queen?")))
+    ctx = FlowContext(teacher=teacher, index=topic_index,
+                      settings=FlowSettings(refine_rounds=0, answer_temperature=run_sets))
+    item = WorkItem(id="t", skill="rag", subcategory="yes_no", transformation="identity",
+                    seed_chunk_id=bees_chunk(topic_index).id, seed=3)
+    asyncio.run(rag.run(ctx, item))
+    answered = [t for t, m in zip(teacher.temperatures, teacher.prompts)
+                if "Document [1] (" in m[-1].content]
+    # the first attempt's (a rejected answer is asked again at the writing temperature)
+    assert answered and answered[0] == (rag.spec.answer_temperature if run_sets is None
+                                        else run_sets)
+
+
 def test_an_off_type_question_is_asked_again_and_an_off_type_edit_dropped(topic_index):
     """The instruct call's first yes/no question is not one: it is asked again; the editor then
     turns the kept question into a what-question, which the round drops."""

@@ -169,7 +169,7 @@ class ConversationSkill(TaskSkill):
             try:
                 value, completion = await chat_json(
                     ctx.teacher, history, Reply, max_tokens=ctx.settings.max_tokens,
-                    temperature=ctx.settings.answer_temperature, seed=seed + attempt)
+                    temperature=self.answer_temperature(ctx), seed=seed + attempt)
             except ReplyError as exc:
                 trace.usage.add(exc.completion, "respond")
                 failure = exc

@@ -143,8 +143,8 @@ class RagSkill(Skill):
     async def answer(self, ctx: FlowContext, trace: Trace, sub: Subcategory, question: str,
                      user_turn: str, documents: list[Chunk], seed: int) -> Verdict:
         """The teacher's answer, judged. An answer a validator rejects is asked again
-        `answer_retries` times, warmer than the first: the question and its passages are paid
-        for already, and these validators judge the answer's own form and grounding (there is
+        `answer_retries` times, at the writing `temperature`: the question and its passages are
+        paid for already, and these validators judge the answer's own form and grounding (there is
         no key that re-sampling could agree with by chance). A retry's prompt is the first
         one's, so the server's prompt cache serves it."""
         prompt = self.render("respond.j2", user_turn=user_turn, subcategory=sub)
@@ -153,7 +153,7 @@ class RagSkill(Skill):
         for attempt in range(ctx.settings.answer_retries + 1):
             reply = await self.ask(ctx, trace, "respond", prompt, schema, seed + 7 + 977 * attempt,
                                    system=self.spec.system_prompt, history=shown,
-                                   temperature=ctx.settings.answer_temperature if attempt == 0
+                                   temperature=self.answer_temperature(ctx) if attempt == 0
                                    else ctx.settings.temperature)
             verdict = await self.judge(ctx, sub, question, reply, documents)
             if verdict.problem is None:

@@ -130,7 +130,7 @@ class ToolUseSkill(TaskSkill):
                                self.render("respond.j2", **self._values(draft)),
                                reply_model(apis), draft.item.seed + 7,
                                system=self.spec.system_prompt,
-                               temperature=ctx.settings.answer_temperature)
+                               temperature=self.answer_temperature(ctx))
         calls, message = reply_calls(reply), reply.message.strip()  # type: ignore[attr-defined]
         lo, hi = sub.params.get("apis", [1, 1])
         problem = v.check_behaviour(sub.expects, calls, message, lo, max(hi, 1))
@@ -165,7 +165,7 @@ class ToolUseSkill(TaskSkill):
         draft.answer = await self.ask(ctx, trace, "answer", self.render(
             "answer.j2", request=draft.task.request, steps=list(zip(calls, results)),
             dumps=json.dumps), FinalAnswer, draft.item.seed + 13,
-            system=self.spec.system_prompt, temperature=ctx.settings.answer_temperature)
+            system=self.spec.system_prompt, temperature=self.answer_temperature(ctx))
         if problem := v.check_final_answer(draft.answer.answer, results, draft.task.request):
             raise Rejected("validate", problem, raw=draft.answer.model_dump_json())
 
