@@ -110,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "validators reject (form, grounding) is asked again; the question is paid "
                    "for already")
     f.add_argument("--max-tokens", type=int, default=320, help="max tokens per teacher reply")
-    f.add_argument("--temperature", type=float, default=0.7)
+    f.add_argument("--temperature", type=float, default=0.7, help="for writing instructions")
+    f.add_argument("--answer-temperature", type=float, help="for the teacher's answers "
+                   "(default: each skill's skill.toml answer_temperature; 0.2, rag 0.7)")
     f.add_argument("--max-attempts", type=int, help="stop after this many work items in this run "
                    "(default: 50 × --num)")
 
@@ -184,6 +186,7 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "refine_rounds": ("flow", "refine_rounds"), "per_chunk": ("flow", "per_chunk"),
     "retrieval_k": ("flow", "retrieval_k"), "max_tokens": ("flow", "max_tokens"),
     "temperature": ("flow", "temperature"), "tool_steps": ("flow", "tool_steps"),
+    "answer_temperature": ("flow", "answer_temperature"),
     "unanswerable_share": ("flow", "unanswerable_share"),
     "answer_retries": ("flow", "answer_retries"),
     "round_trip_k": ("flow", "round_trip_k"), "round_trip_skills": ("flow", "round_trip_skills"),

@@ -32,6 +32,15 @@ def test_file_values_are_used_and_flags_override_them(tmp_path):
     assert effective(["--config", str(path), "--seed", "0"]).num == 7
 
 
+def test_the_answer_temperature_is_the_skills_unless_a_flag_or_file_sets_it(tmp_path):
+    base = ["--skill", "rag", "--input", "docs", "--out", "o"]
+    assert effective(base).flow.answer_temperature is None  # each skill.toml's own
+    assert effective([*base, "--answer-temperature", "0.4"]).flow.answer_temperature == 0.4
+    path = write(tmp_path, 'skill = "rag"\ninput = "docs"\nout = "o"\n'
+                           '[flow]\nanswer_temperature = 0.3\n')
+    assert effective(["--config", str(path)]).flow.answer_temperature == 0.3
+
+
 @pytest.mark.parametrize("text, message", [
     ('skill = "rag"\ninput = "d"\nout = "o"\n[teacher]\nparalel = 4\n',
      "run.toml: teacher.paralel: Extra inputs are not permitted"),
