@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-tokens", type=int, default=320, help="max tokens per teacher reply")
     f.add_argument("--temperature", type=float, default=0.7, help="for writing instructions")
     f.add_argument("--answer-temperature", type=float, help="for the teacher's answers "
-                   "(default: each skill's skill.toml answer_temperature; 0.2, rag 0.7)")
+                   "(default: each skill's skill.toml answer_temperature, 0.2 unless it says)")
     f.add_argument("--max-attempts", type=int, help="stop after this many work items in this run "
                    "(default: 50 × --num)")
 

@@ -223,10 +223,10 @@ def run_on_bees(index, teacher, subcategory: str, refine_rounds: int) -> Candida
 @pytest.mark.parametrize("run_sets", [None, 0.3])
 def test_answers_are_asked_at_the_skill_s_temperature_unless_the_run_sets_one(topic_index,
                                                                               run_sets):
-    """rag's skill.toml sets its own (measured: fewer answers that loop); the other skills keep
-    the default; a run's setting wins over both."""
+    """A skill.toml may set its own answer temperature; a run's setting wins over it."""
     rag = load_skill("rag")
-    assert rag.spec.answer_temperature != load_skill("mcq").spec.answer_temperature
+    assert rag.spec.answer_temperature == load_skill("mcq").spec.answer_temperature == 0.2
+    rag.spec = rag.spec.model_copy(update={"answer_temperature": 0.9})  # as a skill.toml would
     teacher = ScriptedTeacher(answers_yes(rag_replies(
         lambda prompt: "Does a honey bee colony have a single queen?")))
     ctx = FlowContext(teacher=teacher, index=topic_index,
@@ -237,8 +237,7 @@ def test_answers_are_asked_at_the_skill_s_temperature_unless_the_run_sets_one(to
     answered = [t for t, m in zip(teacher.temperatures, teacher.prompts)
                 if "Document [1] (" in m[-1].content]
     # the first attempt's (a rejected answer is asked again at the writing temperature)
-    assert answered and answered[0] == (rag.spec.answer_temperature if run_sets is None
-                                        else run_sets)
+    assert answered and answered[0] == (0.9 if run_sets is None else run_sets)
 
 
 def test_an_off_type_question_is_asked_again_and_an_off_type_edit_dropped(topic_index):
